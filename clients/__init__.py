@@ -1,0 +1,1 @@
+"""Typed Python client of the wallet gRPC API (filled in below)."""
