@@ -1,0 +1,1 @@
+"""Storage adapter: schema, engine set-up, migrations. SQL lives here and in the service's queries."""
