@@ -1,0 +1,68 @@
+"""Fixtures: a migrated database per test, on SQLite and on PostgreSQL, checked after each test.
+
+`db_url` is parametrized over both backends; every test that uses a ledger gets
+`wallet reconcile`'s checks run on its database when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from tests.support.db import PostgresDatabase, SqliteTemplate, assert_reconciled, empty_postgres, postgres_or_skip
+from wallet_core.currencies import CurrencyRegistry
+from wallet_core.service import Ledger
+from wallet_core.storage.engine import make_engine
+from wallet_core.storage.migrate import upgrade
+
+TEST_CURRENCIES = {"FUN": 2, "BTC": 8}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[PostgresDatabase]:
+    db = postgres_or_skip()
+    try:
+        upgrade(db.url)
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield request.getfixturevalue("sqlite_template").fresh(tmp_path)
+        return
+    db: PostgresDatabase = request.getfixturevalue("postgres_database")
+    engine = make_engine(db.url, pool_size=1)
+    empty_postgres(engine)
+    engine.dispose()
+    yield db.url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url, pool_size=40)
+    yield engine
+    try:
+        assert_reconciled(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def currencies() -> CurrencyRegistry:
+    return CurrencyRegistry(TEST_CURRENCIES)
+
+
+@pytest.fixture
+def ledger(engine: Engine, currencies: CurrencyRegistry) -> Ledger:
+    return Ledger(engine, currencies)
