@@ -64,5 +64,8 @@ def currencies() -> CurrencyRegistry:
 
 
 @pytest.fixture
-def ledger(engine: Engine, currencies: CurrencyRegistry) -> Ledger:
-    return Ledger(engine, currencies)
+def ledger(request: pytest.FixtureRequest, engine: Engine, currencies: CurrencyRegistry) -> Iterator[Ledger]:
+    """The service; group commit on unless parametrized indirectly with False."""
+    ledger = Ledger(engine, currencies, group_commit=getattr(request, "param", True))
+    yield ledger
+    ledger.close()

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from wallet_core import errors
 from wallet_core.domain import AccountKey, CreditCommand, DebitItem, Purpose
 from wallet_core.service import Ledger
 from tests.support.hammer import Outcomes, mixed_plan, race
 
 
+both_modes = pytest.mark.parametrize("ledger", [True, False], indirect=True, ids=["group-commit", "per-call"])
+
+
+@both_modes
 def test_32_threads_cannot_overdraw_one_wallet(ledger: Ledger) -> None:
     key = AccountKey("fanteam", "hot", "EUR")
     ledger.open_account(key)
@@ -27,6 +33,7 @@ def test_32_threads_cannot_overdraw_one_wallet(ledger: Ledger) -> None:
     assert ledger.get_balance(key).balance == "0.00"
 
 
+@both_modes
 def test_mixed_deposits_and_debits_across_ten_wallets_add_up(ledger: Ledger) -> None:
     wallets = [f"u{n}" for n in range(10)]
     for w in wallets:

@@ -1,0 +1,409 @@
+"""The ledger's rules, applied to an in-memory picture of the rows a batch of calls touches.
+
+A `Book` is loaded with the wallets (locked), transactions and stakes that a batch of Debit,
+Credit and Cancel calls names; each call is then judged and applied here, one after the
+other, in plain Python. A call either changes the book completely or not at all: every check
+runs before the first change. What the calls changed is left in the book's pending lists for
+the storage adapter to write in one database transaction. A failing call never affects the
+others; a later call in the same batch sees an earlier one's effect (a replay of an id that
+was first used earlier in the batch is a replay).
+
+Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from wallet_core import errors
+from wallet_core.currencies import Currency, CurrencyRegistry
+from wallet_core.domain import (
+    AccountKey,
+    AccountKind,
+    AccountStatus,
+    CancelOutcome,
+    CancelResult,
+    CreditCommand,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    Purpose,
+    StakeState,
+    TransactionView,
+    TxStatus,
+    fingerprint,
+    postings,
+)
+from wallet_core.money import MAX_MINOR
+
+
+
+# ---------------------------------------------------------------- calls
+
+
+@dataclass(frozen=True)
+class DebitCall:
+    items: list[tuple[DebitItem, Currency, int]]  # validated, with the amount in minor units
+    hashes: list[str]
+
+    @property
+    def client(self) -> str:
+        return self.items[0][0].account.client
+
+
+@dataclass(frozen=True)
+class CreditCall:
+    command: CreditCommand
+    currency: Currency
+    minor: int
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class CancelCall:
+    client: str
+    transaction_id: str
+    reference: str
+
+
+Call = DebitCall | CreditCall | CancelCall
+Outcome = DebitResult | CreditResult | CancelResult | errors.WalletError
+
+
+# ---------------------------------------------------------------- rows in memory
+
+
+@dataclass(eq=False)
+class Wallet:
+    id: int
+    key: AccountKey
+    balance: int
+    status: str
+    loaded_balance: int
+
+
+@dataclass(eq=False)
+class Tx:
+    """A row of `transactions`: loaded (pk set) or new in this batch (pk set once written)."""
+
+    client: str
+    transaction_id: str | None
+    purpose: str
+    status: str
+    account_id: int | None
+    user_id: str
+    currency: str
+    amount: int
+    balance_after: int | None
+    reference: str
+    request_hash: str
+    created_at: datetime
+    target_id: str | None = None
+    target: Tx | None = None
+    target_pk: int | None = None
+    error_reason: str | None = None
+    error_message: str | None = None
+    pk: int | None = None
+    stake: Stake | None = None
+
+    def row(self) -> dict[str, object]:
+        return {
+            "client": self.client, "transaction_id": self.transaction_id, "purpose": self.purpose,
+            "status": self.status, "account_id": self.account_id, "user_id": self.user_id,
+            "currency": self.currency, "amount": self.amount, "balance_after": self.balance_after,
+            "reference": self.reference, "target_id": self.target_id,
+            "target_pk": self.target.pk if self.target is not None else self.target_pk,
+            "request_hash": self.request_hash, "error_reason": self.error_reason,
+            "error_message": self.error_message, "created_at": self.created_at,
+        }
+
+
+@dataclass(eq=False)
+class Stake:
+    tx: Tx
+    client: str
+    currency: str
+    account_id: int
+    amount: int
+    state: str
+    closed_by: Tx | None = None
+    is_new: bool = False
+
+
+@dataclass
+class Failure:
+    """A refused payout, for the operator queue."""
+
+    command: CreditCommand
+    error: errors.WalletError
+
+
+# ---------------------------------------------------------------- the book
+
+
+@dataclass
+class Book:
+    currencies: CurrencyRegistry
+    now: datetime
+    system_accounts: Callable[[str, str], dict[AccountKind, int]]
+    wallets: dict[AccountKey, Wallet] = field(default_factory=dict)
+    txs: dict[tuple[str, str], Tx] = field(default_factory=dict)
+
+    # what the batch changed, for the storage adapter
+    new_txs: list[Tx] = field(default_factory=list)
+    new_entries: list[tuple[Tx, int, int]] = field(default_factory=list)  # (tx, account id, amount)
+    new_stakes: list[Stake] = field(default_factory=list)
+    closed_stakes: list[Stake] = field(default_factory=list)
+    system_deltas: dict[int, int] = field(default_factory=dict)
+    resolved_failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def apply(self, call: Call) -> Outcome:
+        try:
+            if isinstance(call, DebitCall):
+                return self.debit(call)
+            if isinstance(call, CreditCall):
+                return self.credit(call)
+            return self.cancel(call)
+        except errors.WalletError as refusal:
+            if isinstance(call, CreditCall) and call.command.purpose == Purpose.PAYOUT:
+                self.failures.append(Failure(call.command, refusal))
+            return refusal
+
+    def changed_wallets(self) -> list[Wallet]:
+        return [w for w in self.wallets.values() if w.balance != w.loaded_balance]
+
+    # ------------------------------------------------------------ debit
+
+    def debit(self, call: DebitCall) -> DebitResult:
+        client = call.client
+        ids = [item.transaction_id for item, _, _ in call.items]
+        existing = {i: self.txs[(client, i)] for i in ids if (client, i) in self.txs}
+        if existing:
+            return self._replay_debit(ids, call.hashes, existing)
+
+        needed: dict[AccountKey, int] = {}
+        for item, _, minor in call.items:
+            needed[item.account] = needed.get(item.account, 0) + minor
+        refusal = self._debit_refusal(needed)
+        if refusal is not None:
+            for (item, _, minor), h in zip(call.items, call.hashes):
+                wallet = self.wallets.get(item.account)
+                self._add_tx(Tx(
+                    client=client, transaction_id=item.transaction_id, purpose=item.purpose,
+                    status=TxStatus.REFUSED, account_id=wallet.id if wallet else None, user_id=item.account.user_id,
+                    currency=item.account.currency, amount=minor, balance_after=wallet.balance if wallet else None,
+                    reference=item.reference, request_hash=h, created_at=self.now,
+                    error_reason=refusal.reason, error_message=refusal.message[:512],
+                ))
+            raise refusal
+
+        views = []
+        for (item, currency, minor), h in zip(call.items, call.hashes):
+            wallet = self.wallets[item.account]
+            wallet.balance -= minor
+            tx = self._add_tx(Tx(
+                client=client, transaction_id=item.transaction_id, purpose=item.purpose, status=TxStatus.APPLIED,
+                account_id=wallet.id, user_id=item.account.user_id, currency=item.account.currency, amount=minor,
+                balance_after=wallet.balance, reference=item.reference, request_hash=h, created_at=self.now,
+            ))
+            self._post(tx, wallet, postings(item.purpose, minor))
+            if item.purpose == Purpose.STAKE:
+                tx.stake = Stake(tx, client, item.account.currency, wallet.id, minor, StakeState.OPEN, is_new=True)
+                self.new_stakes.append(tx.stake)
+            views.append(self.view(tx))
+        return DebitResult(views, replayed=False)
+
+    def _replay_debit(self, ids: list[str], hashes: list[str], existing: dict[str, Tx]) -> DebitResult:
+        same = len(existing) == len(ids) and all(
+            existing[i].request_hash == h and existing[i].status != TxStatus.TOMBSTONE for i, h in zip(ids, hashes)
+        )
+        if same:
+            first = existing[ids[0]]
+            if first.status == TxStatus.REFUSED:
+                error_class = errors.BY_REASON.get(first.error_reason or "", errors.WalletError)
+                raise error_class(first.error_message or first.error_reason or "refused")
+            return DebitResult([self.view(existing[i]) for i in ids], replayed=True)
+        tombstoned = [i for i in ids if i in existing and existing[i].status == TxStatus.TOMBSTONE]
+        if tombstoned:
+            raise errors.StakeCancelled(
+                f"transaction {tombstoned[0]!r} was cancelled before this debit arrived; nothing was taken",
+                transaction_id=tombstoned[0],
+            )
+        clash = next(i for i in ids if i in existing)
+        raise errors.IdempotencyConflict(
+            f"transaction id {clash!r} was already used for a different request; nothing was changed",
+            transaction_id=clash,
+        )
+
+    def _debit_refusal(self, needed: dict[AccountKey, int]) -> errors.WalletError | None:
+        for key in sorted(needed, key=lambda k: (k.user_id, k.currency)):
+            wallet = self.wallets.get(key)
+            if wallet is None:
+                return not_found(key)
+            if wallet.status == AccountStatus.BLOCKED:
+                return errors.AccountBlocked(f"wallet {describe(key)} is blocked", user_id=key.user_id)
+            if wallet.balance < needed[key]:
+                fmt = self.currencies.get(key.currency).format
+                return errors.InsufficientFunds(
+                    f"wallet {describe(key)} holds {fmt(wallet.balance)}, the debit needs {fmt(needed[key])}",
+                    user_id=key.user_id,
+                )
+        return None
+
+    # ------------------------------------------------------------ credit
+
+    def credit(self, call: CreditCall) -> CreditResult:
+        cmd, key = call.command, call.command.account
+        existing = self.txs.get((key.client, cmd.transaction_id))
+        if existing is not None:
+            if existing.request_hash == call.request_hash and existing.status == TxStatus.APPLIED:
+                return CreditResult(self.view(existing), replayed=True)
+            raise errors.IdempotencyConflict(
+                f"transaction id {cmd.transaction_id!r} was already used for a different request; nothing was changed",
+                transaction_id=cmd.transaction_id,
+            )
+        wallet = self.wallets.get(key)
+        stake: Stake | None = None
+        if cmd.purpose == Purpose.PAYOUT:
+            stake = self._settleable_stake(cmd, wallet)
+        if wallet is None:
+            raise not_found(key)
+        if cmd.purpose == Purpose.DEPOSIT and wallet.status == AccountStatus.BLOCKED:
+            raise errors.AccountBlocked(f"wallet {describe(key)} is blocked", user_id=key.user_id)
+        if wallet.balance + call.minor > MAX_MINOR:
+            raise errors.InvalidAmount("the credit would take the wallet beyond the largest balance the ledger holds")
+
+        wallet.balance += call.minor
+        tx = self._add_tx(Tx(
+            client=key.client, transaction_id=cmd.transaction_id, purpose=cmd.purpose, status=TxStatus.APPLIED,
+            account_id=wallet.id, user_id=key.user_id, currency=key.currency, amount=call.minor,
+            balance_after=wallet.balance, reference=cmd.reference, request_hash=call.request_hash,
+            created_at=self.now, target_id=cmd.settles_transaction_id or None,
+            target=stake.tx if stake is not None else None,
+        ))
+        self._post(tx, wallet, postings(cmd.purpose, call.minor, stake_amount=stake.amount if stake else 0))
+        if stake is not None:
+            self._close(stake, StakeState.SETTLED, tx)
+            self.resolved_failures.append((key.client, cmd.transaction_id))
+        return CreditResult(self.view(tx), replayed=False)
+
+    def _settleable_stake(self, cmd: CreditCommand, wallet: Wallet | None) -> Stake:
+        target = cmd.settles_transaction_id
+        tx = self.txs.get((cmd.account.client, target))
+        if tx is not None and tx.status == TxStatus.TOMBSTONE:
+            raise errors.StakeCancelled(f"stake {target!r} was cancelled before it was placed", stake=target)
+        if tx is None or tx.stake is None:
+            raise errors.StakeNotFound(f"no stake with transaction id {target!r}", stake=target)
+        stake = tx.stake
+        if stake.state == StakeState.SETTLED:
+            raise errors.AlreadySettled(f"stake {target!r} is already settled by another transaction", stake=target)
+        if stake.state == StakeState.CANCELLED:
+            raise errors.StakeCancelled(f"stake {target!r} was cancelled; it cannot be settled", stake=target)
+        if stake.currency != cmd.account.currency:
+            raise errors.CurrencyMismatch(
+                f"stake {target!r} is in {stake.currency}, the payout in {cmd.account.currency}", stake=target
+            )
+        if wallet is None or stake.account_id != wallet.id:
+            raise errors.StakeMismatch(f"stake {target!r} belongs to another wallet", stake=target)
+        return stake
+
+    # ------------------------------------------------------------ cancel
+
+    def cancel(self, call: CancelCall) -> CancelResult:
+        target = self.txs.get((call.client, call.transaction_id))
+        if target is None:
+            tomb = self._add_tx(Tx(
+                client=call.client, transaction_id=call.transaction_id, purpose=Purpose.CANCEL,
+                status=TxStatus.TOMBSTONE, account_id=None, user_id="", currency="", amount=0, balance_after=None,
+                reference=call.reference, request_hash=fingerprint("tombstone", call.client, call.transaction_id),
+                created_at=self.now,
+            ))
+            return CancelResult(CancelOutcome.TOMBSTONED, self.view(tomb), replayed=False)
+        if target.status == TxStatus.TOMBSTONE:
+            return CancelResult(CancelOutcome.TOMBSTONED, self.view(target), replayed=True)
+        if target.purpose != Purpose.STAKE:
+            raise errors.NotCancellable(
+                f"transaction {call.transaction_id!r} is a {target.purpose}; only stakes can be cancelled",
+                transaction_id=call.transaction_id,
+            )
+        if target.status == TxStatus.REFUSED:
+            return CancelResult(CancelOutcome.NOT_APPLIED, self.view(target), replayed=False)
+        stake = target.stake
+        assert stake is not None, f"applied stake {call.transaction_id!r} has no stake row"
+        if stake.state == StakeState.SETTLED:
+            raise errors.AlreadySettled(
+                f"stake {call.transaction_id!r} is settled; it cannot be cancelled", stake=call.transaction_id
+            )
+        if stake.state == StakeState.CANCELLED:
+            assert stake.closed_by is not None
+            return CancelResult(CancelOutcome.REVERSED, self.view(stake.closed_by), replayed=True)
+        key = AccountKey(call.client, target.user_id, target.currency)
+        wallet = self.wallets[key]
+        wallet.balance += stake.amount
+        tx = self._add_tx(Tx(
+            client=call.client, transaction_id=None, purpose=Purpose.CANCEL, status=TxStatus.APPLIED,
+            account_id=wallet.id, user_id=key.user_id, currency=key.currency, amount=stake.amount,
+            balance_after=wallet.balance, reference=call.reference,
+            request_hash=fingerprint("cancel", call.client, call.transaction_id), created_at=self.now,
+            target_id=call.transaction_id, target=stake.tx,
+        ))
+        self._post(tx, wallet, postings(Purpose.CANCEL, stake.amount))
+        self._close(stake, StakeState.CANCELLED, tx)
+        return CancelResult(CancelOutcome.REVERSED, self.view(tx), replayed=False)
+
+    # ------------------------------------------------------------ helpers
+
+    def _add_tx(self, tx: Tx) -> Tx:
+        self.new_txs.append(tx)
+        if tx.transaction_id is not None:
+            self.txs[(tx.client, tx.transaction_id)] = tx
+        return tx
+
+    def _post(self, tx: Tx, wallet: Wallet, legs: list) -> None:
+        system = self.system_accounts(wallet.key.client, wallet.key.currency)
+        for leg in legs:
+            if leg.amount == 0:
+                continue
+            account_id = wallet.id if leg.kind == AccountKind.USER else system[leg.kind]
+            self.new_entries.append((tx, account_id, leg.amount))
+            if leg.kind != AccountKind.USER:
+                self.system_deltas[account_id] = self.system_deltas.get(account_id, 0) + leg.amount
+
+    def _close(self, stake: Stake, state: StakeState, by: Tx) -> None:
+        stake.state = state
+        stake.closed_by = by
+        if not stake.is_new:
+            self.closed_stakes.append(stake)
+
+    def view(self, tx: Tx) -> TransactionView:
+        return transaction_view(self.currencies, tx)
+
+
+def transaction_view(currencies: CurrencyRegistry, tx: Tx, stake_state: str | None = None) -> TransactionView:
+    """What a caller sees of a transaction row; `stake_state` when the row's stake was not loaded."""
+    scale = currencies.get(tx.currency).scale if tx.currency in currencies else 0
+    fmt = Currency(tx.currency, scale).format
+    state = tx.stake.state if tx.stake is not None else stake_state
+    return TransactionView(
+        transaction_id=tx.transaction_id or tx.target_id or "",
+        account=AccountKey(tx.client, tx.user_id, tx.currency),
+        purpose=Purpose(tx.purpose),
+        amount=fmt(tx.amount),
+        balance_after=fmt(tx.balance_after) if tx.balance_after is not None else "",
+        status=TxStatus(tx.status),
+        reference=tx.reference,
+        settles_transaction_id=tx.target_id or "",
+        stake_state=StakeState(state) if state else None,
+        created_at=tx.created_at,
+    )
+
+
+def describe(key: AccountKey) -> str:
+    return f"{key.client}/{key.user_id}/{key.currency}"
+
+
+def not_found(key: AccountKey) -> errors.AccountNotFound:
+    return errors.AccountNotFound(f"no wallet {describe(key)}; open it first", user_id=key.user_id)

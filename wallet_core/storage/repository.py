@@ -1,0 +1,199 @@
+"""SQL for a batch of money calls: load what they name into a Book, write back what they changed.
+
+Lock order, the same for every batch in every process (so batches never deadlock each other):
+user wallets (one SELECT ... FOR UPDATE, ascending id), then the stakes being closed (one
+SELECT ... FOR UPDATE on `stakes` alone, so a row read after a wait is the committed one),
+then system accounts (updated last, ascending id). Writes are multi-row statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.engine import Connection, Row
+
+from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, Stake, Tx, Wallet
+from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
+from wallet_core.storage.schema import accounts, entries, settlement_failures, stakes, transactions
+
+
+def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall]) -> None:
+    """Fill `book` with every row the calls name; lock the wallets and the stakes they may change."""
+    names: set[tuple[str, str]] = set()
+    keys: set[AccountKey] = set()
+    closing: set[tuple[str, str]] = set()  # stakes a payout or a cancel may close
+    for call in calls:
+        if isinstance(call, DebitCall):
+            names.update((call.client, item.transaction_id) for item, _, _ in call.items)
+            keys.update(item.account for item, _, _ in call.items)
+        elif isinstance(call, CreditCall):
+            cmd = call.command
+            names.add((cmd.account.client, cmd.transaction_id))
+            keys.add(cmd.account)
+            if cmd.purpose == Purpose.PAYOUT:
+                names.add((cmd.account.client, cmd.settles_transaction_id))
+                closing.add((cmd.account.client, cmd.settles_transaction_id))
+        else:
+            names.add((call.client, call.transaction_id))
+            closing.add((call.client, call.transaction_id))
+
+    rows = _transactions(conn, names)
+    for row in rows:
+        if row.transaction_id in (None, ""):
+            continue
+        if (row.client, row.transaction_id) in closing and row.purpose == Purpose.STAKE:
+            keys.add(AccountKey(row.client, row.user_id, row.currency))
+
+    _lock_wallets(conn, book, keys)
+    txs = {row.id: tx_from_row(row) for row in rows}
+    for tx in txs.values():
+        book.txs[(tx.client, tx.transaction_id or "")] = tx
+    stake_pks = [pk for pk, tx in txs.items() if tx.purpose == Purpose.STAKE and tx.status == TxStatus.APPLIED]
+    lock_pks = {pk for pk in stake_pks if (txs[pk].client, txs[pk].transaction_id) in closing}
+    if not stake_pks:
+        return
+    locked: list[Row[Any]] = []
+    if lock_pks:
+        locked += conn.execute(
+            select(stakes).where(stakes.c.transaction_pk.in_(sorted(lock_pks)))
+            .order_by(stakes.c.transaction_pk).with_for_update()
+        ).all()
+    rest = [pk for pk in stake_pks if pk not in lock_pks]
+    if rest:
+        locked += conn.execute(select(stakes).where(stakes.c.transaction_pk.in_(rest))).all()
+    closers = [s.closed_by_pk for s in locked if s.closed_by_pk is not None and s.transaction_pk in lock_pks]
+    closed_by = {row.id: tx_from_row(row) for row in conn.execute(
+        select(transactions).where(transactions.c.id.in_(closers)))} if closers else {}
+    for s in locked:
+        tx = txs[s.transaction_pk]
+        tx.stake = Stake(tx, s.client, s.currency, s.account_id, s.amount, s.state,
+                         closed_by=closed_by.get(s.closed_by_pk) if s.closed_by_pk else None)
+
+
+def _transactions(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
+    if not names:
+        return []
+    return list(conn.execute(
+        select(transactions).where(tuple_(transactions.c.client, transactions.c.transaction_id).in_(sorted(names)))
+    ).all())
+
+
+def _lock_wallets(conn: Connection, book: Book, keys: Iterable[AccountKey]) -> None:
+    wanted = sorted((k.client, k.user_id, k.currency) for k in keys)
+    if not wanted:
+        return
+    query = (
+        select(accounts)
+        .where(accounts.c.kind == AccountKind.USER)
+        .where(tuple_(accounts.c.client, accounts.c.user_id, accounts.c.currency).in_(wanted))
+        .order_by(accounts.c.id)
+        .with_for_update()
+    )
+    for row in conn.execute(query):
+        key = AccountKey(row.client, row.user_id, row.currency)
+        book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance)
+
+
+def tx_from_row(row: Row[Any]) -> Tx:
+    return Tx(
+        client=row.client, transaction_id=row.transaction_id, purpose=row.purpose, status=row.status,
+        account_id=row.account_id, user_id=row.user_id, currency=row.currency, amount=row.amount,
+        balance_after=row.balance_after, reference=row.reference, request_hash=row.request_hash,
+        created_at=aware(row.created_at), target_id=row.target_id, target_pk=row.target_pk,
+        error_reason=row.error_reason, error_message=row.error_message, pk=row.id,
+    )
+
+
+def write(conn: Connection, book: Book) -> None:
+    """Write everything the book's calls changed: multi-row inserts, then updates in lock order."""
+    _insert_transactions(conn, book.new_txs)
+    if book.new_entries:
+        conn.execute(insert(entries), [
+            {"transaction_pk": tx.pk, "account_id": account_id, "amount": amount}
+            for tx, account_id, amount in book.new_entries
+        ])
+    if book.new_stakes:
+        conn.execute(insert(stakes), [
+            {"transaction_pk": s.tx.pk, "client": s.client, "currency": s.currency, "account_id": s.account_id,
+             "amount": s.amount, "state": s.state, "closed_by_pk": s.closed_by.pk if s.closed_by else None}
+            for s in book.new_stakes
+        ])
+    for stake in book.closed_stakes:
+        assert stake.closed_by is not None
+        done = conn.execute(
+            update(stakes)
+            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
+            .values(state=stake.state, closed_by_pk=stake.closed_by.pk)
+        )
+        if done.rowcount != 1:
+            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
+    changed = sorted(book.changed_wallets(), key=lambda w: w.id)
+    if changed:
+        conn.execute(
+            update(accounts).where(accounts.c.id == bindparam("wallet_id")).values(balance=bindparam("new_balance")),
+            [{"wallet_id": w.id, "new_balance": w.balance} for w in changed],
+        )
+    for account_id in sorted(book.system_deltas):
+        delta = book.system_deltas[account_id]
+        if delta:
+            conn.execute(update(accounts).where(accounts.c.id == account_id).values(balance=accounts.c.balance + delta))
+    if book.resolved_failures:
+        conn.execute(
+            update(settlement_failures)
+            .where(tuple_(settlement_failures.c.client, settlement_failures.c.transaction_id)
+                   .in_(book.resolved_failures))
+            .where(settlement_failures.c.resolved_at.is_(None))
+            .values(resolved_at=book.now)
+        )
+    record_failures(conn, book.now, book.failures)
+
+
+def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:
+    """Multi-row INSERT ... RETURNING id; rows that name a stake placed in this same batch go second."""
+    waves = [[t for t in txs if t.target is None or t.target.pk is not None],
+             [t for t in txs if t.target is not None and t.target.pk is None]]
+    for wave in waves:
+        if not wave:
+            continue
+        result = conn.execute(
+            insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
+            [t.row() for t in wave],
+        )
+        for tx, pk in zip(wave, result.scalars().all(), strict=True):
+            tx.pk = pk
+
+
+def record_failures(conn: Connection, now: datetime, failures: Sequence[Failure]) -> None:
+    """Add or update the operator-queue row of each refused payout (a resolved one stays resolved)."""
+    for failure in failures:
+        cmd, error = failure.command, failure.error
+        key = cmd.account
+        if not key.client or not cmd.transaction_id or len(key.client) > 128 or len(cmd.transaction_id) > 128:
+            continue
+        values = dict(
+            settles_transaction_id=cmd.settles_transaction_id[:128], user_id=str(key.user_id)[:128],
+            currency=str(key.currency)[:10], amount=str(cmd.amount)[:64], reason=error.reason,
+            message=error.message[:512], last_seen=now,
+        )
+        found = conn.execute(
+            select(settlement_failures.c.id)
+            .where(settlement_failures.c.client == key.client, settlement_failures.c.transaction_id == cmd.transaction_id)
+        ).first()
+        if found is None:
+            conn.execute(insert(settlement_failures).values(
+                client=key.client, transaction_id=cmd.transaction_id, attempts=1, first_seen=now,
+                resolved_at=None, **values))
+        else:
+            conn.execute(update(settlement_failures).where(settlement_failures.c.id == found.id)
+                         .values(attempts=settlement_failures.c.attempts + 1, **values))
+
+
+class ConcurrentChange(Exception):
+    """Another writer changed a row this batch relied on; the batch is retried from the start."""
+
+
+def aware(value: Any) -> Any:
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
