@@ -69,7 +69,10 @@ def _build_ledger(settings: Any) -> Any:
     from wallet_core.storage.engine import make_engine
 
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    return Ledger(engine, CurrencyRegistry(settings.currencies))
+    return Ledger(
+        engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
+        max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
+    )
 
 
 def _dev_token(data_dir: Path) -> tuple[str, bool]:

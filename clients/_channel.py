@@ -1,0 +1,44 @@
+"""What both clients share: channel credentials and options, metadata, the retry policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from tenacity import retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from clients.errors import Unavailable
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_ATTEMPTS = 3
+
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # the client does its own retries (on UNAVAILABLE only, every wallet call is idempotent)
+    ("grpc.enable_retries", 0),
+]
+
+
+def credentials(tls: bool, root_certificates: bytes | None) -> grpc.ChannelCredentials | None:
+    """TLS when asked for or when a CA is given (the server is verified against it); else plaintext."""
+    if not tls and root_certificates is None:
+        return None
+    return grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+
+def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def retry_policy(max_attempts: int) -> dict[str, Any]:
+    """tenacity arguments: retry UNAVAILABLE with exponential backoff and jitter, then re-raise."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    return {
+        "stop": stop_after_attempt(max_attempts),
+        "wait": wait_exponential_jitter(multiplier=0.05, max=1.0, jitter=0.05),
+        "retry": retry_if_exception_type(Unavailable),
+        "reraise": True,
+    }

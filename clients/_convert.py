@@ -1,0 +1,135 @@
+"""Requests from the client's values, client values from responses. Shared by both clients."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clients import models as m
+from clients.wallet.v1 import wallet_pb2 as pb
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def amount(value: str | Decimal | int) -> str:
+    """Money goes out as a decimal string. Floats are refused: they are not exact."""
+    if isinstance(value, bool) or not isinstance(value, str | Decimal | int):
+        raise TypeError(f"an amount must be a str, Decimal or int, not {type(value).__name__}")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+def _prefix(proto_enum: Any) -> str:
+    return str(proto_enum.Name(0)).removesuffix("UNSPECIFIED")
+
+
+def enum_out(proto_enum: Any, value: enum.Enum) -> int:
+    return int(proto_enum.Value(_prefix(proto_enum) + value.name))
+
+
+def enum_in(proto_enum: Any, value: int, cls: type[E]) -> E | None:
+    if value == 0:
+        return None
+    return cls[str(proto_enum.Name(value)).removeprefix(_prefix(proto_enum))]
+
+
+def when(ts: Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def ref(value: m.AccountRef) -> pb.AccountRef:
+    return pb.AccountRef(client=value.client, user_id=value.user_id, currency=value.currency)
+
+
+def ref_in(msg: pb.AccountRef) -> m.AccountRef:
+    return m.AccountRef(msg.client, msg.user_id, msg.currency)
+
+
+def account(msg: pb.Account) -> m.Account:
+    status = enum_in(pb.AccountStatus, msg.status, m.AccountStatus)
+    return m.Account(ref_in(msg.ref), Decimal(msg.balance), status or m.AccountStatus.ACTIVE, when(msg.created_at))
+
+
+def transaction(msg: pb.Transaction) -> m.Transaction:
+    return m.Transaction(
+        transaction_id=msg.transaction_id,
+        account=ref_in(msg.account),
+        purpose=enum_in(pb.Purpose, msg.purpose, m.Purpose),  # type: ignore[arg-type]
+        amount=Decimal(msg.amount),
+        balance_after=Decimal(msg.balance_after) if msg.balance_after else None,
+        status=enum_in(pb.TransactionStatus, msg.status, m.TransactionStatus),  # type: ignore[arg-type]
+        reference=msg.reference,
+        settles_transaction_id=msg.settles_transaction_id,
+        stake_state=enum_in(pb.StakeState, msg.stake_state, m.StakeState),
+        created_at=when(msg.created_at),
+    )
+
+
+def failure(msg: pb.SettlementFailure) -> m.SettlementFailure:
+    return m.SettlementFailure(
+        client=msg.client, transaction_id=msg.transaction_id, settles_transaction_id=msg.settles_transaction_id,
+        account=ref_in(msg.account), amount=msg.amount, reason=msg.reason, message=msg.message,
+        attempts=msg.attempts, first_seen=when(msg.first_seen), last_seen=when(msg.last_seen),
+        resolved_at=when(msg.resolved_at) if msg.HasField("resolved_at") else None,
+    )
+
+
+# ---------------------------------------------------------------- one (request, parser) per call
+
+
+def open_account(account_ref: m.AccountRef) -> tuple[str, Any, Any]:
+    return "OpenAccount", pb.OpenAccountRequest(account=ref(account_ref)), lambda r: (account(r.account), r.created)
+
+
+def get_balance(account_ref: m.AccountRef) -> tuple[str, Any, Any]:
+    return "GetBalance", pb.GetBalanceRequest(account=ref(account_ref)), lambda r: account(r.account)
+
+
+def set_account_status(account_ref: m.AccountRef, status: m.AccountStatus) -> tuple[str, Any, Any]:
+    request = pb.SetAccountStatusRequest(account=ref(account_ref), status=enum_out(pb.AccountStatus, status))
+    return "SetAccountStatus", request, lambda r: account(r.account)
+
+
+def debit(items: Sequence[m.DebitItem]) -> tuple[str, Any, Any]:
+    request = pb.DebitRequest(items=[
+        pb.DebitItem(transaction_id=i.transaction_id, account=ref(i.account), amount=amount(i.amount),
+                     purpose=enum_out(pb.Purpose, i.purpose), reference=i.reference)
+        for i in items
+    ])
+    return "Debit", request, lambda r: m.DebitResult(tuple(transaction(t) for t in r.transactions), r.replayed)
+
+
+def credit(transaction_id: str, account_ref: m.AccountRef, value: str | Decimal | int, purpose: m.Purpose,
+           settles_transaction_id: str, reference: str) -> tuple[str, Any, Any]:
+    request = pb.CreditRequest(
+        transaction_id=transaction_id, account=ref(account_ref), amount=amount(value),
+        purpose=enum_out(pb.Purpose, purpose), settles_transaction_id=settles_transaction_id, reference=reference,
+    )
+    return "Credit", request, lambda r: m.CreditResult(transaction(r.transaction), r.replayed)
+
+
+def cancel(client: str, transaction_id: str, reference: str) -> tuple[str, Any, Any]:
+    request = pb.CancelRequest(client=client, transaction_id=transaction_id, reference=reference)
+
+    def parse(r: pb.CancelResponse) -> m.CancelResult:
+        outcome = enum_in(pb.CancelOutcome, r.outcome, m.CancelOutcome)
+        return m.CancelResult(outcome, transaction(r.transaction), r.replayed)  # type: ignore[arg-type]
+
+    return "Cancel", request, parse
+
+
+def list_transactions(account_ref: m.AccountRef, page_size: int, page_token: str) -> tuple[str, Any, Any]:
+    request = pb.ListTransactionsRequest(account=ref(account_ref), page_size=page_size, page_token=page_token)
+    return "ListTransactions", request, lambda r: m.TransactionPage(
+        tuple(transaction(t) for t in r.transactions), r.next_page_token)
+
+
+def list_settlement_failures(client: str, include_resolved: bool, limit: int) -> tuple[str, Any, Any]:
+    request = pb.ListSettlementFailuresRequest(client=client, include_resolved=include_resolved, limit=limit)
+    return "ListSettlementFailures", request, lambda r: [failure(f) for f in r.failures]

@@ -1,0 +1,124 @@
+"""The client's values: frozen dataclasses with `Decimal` money and string enums.
+
+They mirror the messages of protos/wallet/v1/wallet.proto; enum values are the proto names
+without their prefix, lower case (PURPOSE_STAKE is Purpose.STAKE == "stake").
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+class Purpose(enum.StrEnum):
+    STAKE = "stake"
+    WITHDRAWAL = "withdrawal"
+    PAYOUT = "payout"
+    DEPOSIT = "deposit"
+    ADJUSTMENT = "adjustment"
+    CANCEL = "cancel"
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+class TransactionStatus(enum.StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"
+    TOMBSTONE = "tombstone"
+
+
+class StakeState(enum.StrEnum):
+    OPEN = "open"
+    SETTLED = "settled"
+    CANCELLED = "cancelled"
+
+
+class CancelOutcome(enum.StrEnum):
+    REVERSED = "reversed"
+    TOMBSTONED = "tombstoned"
+    NOT_APPLIED = "not_applied"
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """A user wallet: one per (client, user id, currency)."""
+
+    client: str
+    user_id: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class DebitItem:
+    transaction_id: str
+    account: AccountRef
+    amount: str | Decimal | int
+    purpose: Purpose
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class Account:
+    ref: AccountRef
+    balance: Decimal
+    status: AccountStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Transaction:
+    transaction_id: str
+    account: AccountRef
+    purpose: Purpose
+    amount: Decimal
+    balance_after: Decimal | None  # None when nothing moved (a refusal, a tombstone)
+    status: TransactionStatus
+    reference: str
+    settles_transaction_id: str
+    stake_state: StakeState | None  # for stakes only
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DebitResult:
+    transactions: tuple[Transaction, ...]
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class CreditResult:
+    transaction: Transaction
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    outcome: CancelOutcome
+    transaction: Transaction
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class TransactionPage:
+    transactions: tuple[Transaction, ...]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class SettlementFailure:
+    client: str
+    transaction_id: str
+    settles_transaction_id: str
+    account: AccountRef
+    amount: str  # as it was sent, which may not be a valid amount
+    reason: str
+    message: str
+    attempts: int
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None

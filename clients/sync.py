@@ -1,0 +1,120 @@
+"""The blocking client. Every call has a deadline and is retried on UNAVAILABLE (all are idempotent)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import grpc
+from tenacity import Retrying
+
+from clients import _convert as c
+from clients import models as m
+from clients._channel import CHANNEL_OPTIONS, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, credentials, metadata, retry_policy
+from clients.errors import from_rpc_error
+from clients.wallet.v1 import wallet_pb2_grpc
+
+Amount = str | Decimal | int
+
+
+class WalletClient:
+    """`with WalletClient("127.0.0.1:50051", token=...) as wallet: wallet.get_balance(ref)`."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+        tls: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_attempts: int = DEFAULT_ATTEMPTS,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        creds = credentials(tls, root_certificates)
+        opts = [*CHANNEL_OPTIONS, *options]
+        self._channel = (
+            grpc.secure_channel(target, creds, options=opts) if creds else grpc.insecure_channel(target, options=opts)
+        )
+        self._stub = wallet_pb2_grpc.WalletStub(self._channel)
+        self._metadata = metadata(token)
+        self._timeout = timeout
+        self._retry = retry_policy(max_attempts)
+
+    def _do(self, spec: tuple[str, Any, Any], timeout: float | None) -> Any:
+        method, request, parse = spec
+        rpc = getattr(self._stub, method)
+        for attempt in Retrying(**self._retry):
+            with attempt:
+                try:
+                    response = rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
+                except grpc.RpcError as error:
+                    raise from_rpc_error(error) from None
+        return parse(response)
+
+    # ---------------------------------------------------------------- accounts
+
+    def open_account(self, account: m.AccountRef, *, timeout: float | None = None) -> tuple[m.Account, bool]:
+        return self._do(c.open_account(account), timeout)  # type: ignore[no-any-return]
+
+    def get_balance(self, account: m.AccountRef, *, timeout: float | None = None) -> m.Account:
+        return self._do(c.get_balance(account), timeout)  # type: ignore[no-any-return]
+
+    def set_account_status(
+        self, account: m.AccountRef, status: m.AccountStatus, *, timeout: float | None = None
+    ) -> m.Account:
+        return self._do(c.set_account_status(account, status), timeout)  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- money
+
+    def debit(self, items: Sequence[m.DebitItem], *, timeout: float | None = None) -> m.DebitResult:
+        return self._do(c.debit(items), timeout)  # type: ignore[no-any-return]
+
+    def credit(
+        self, transaction_id: str, account: m.AccountRef, amount: Amount, purpose: m.Purpose, *,
+        settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
+    ) -> m.CreditResult:
+        spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def cancel(self, client: str, transaction_id: str, *, reference: str = "",
+               timeout: float | None = None) -> m.CancelResult:
+        return self._do(c.cancel(client, transaction_id, reference), timeout)  # type: ignore[no-any-return]
+
+    def deposit(self, transaction_id: str, account: m.AccountRef, amount: Amount, *, reference: str = "",
+                timeout: float | None = None) -> m.CreditResult:
+        return self.credit(transaction_id, account, amount, m.Purpose.DEPOSIT, reference=reference, timeout=timeout)
+
+    def withdraw(self, transaction_id: str, account: m.AccountRef, amount: Amount, *, reference: str = "",
+                 timeout: float | None = None) -> m.DebitResult:
+        item = m.DebitItem(transaction_id, account, amount, m.Purpose.WITHDRAWAL, reference)
+        return self.debit([item], timeout=timeout)
+
+    def payout(self, transaction_id: str, account: m.AccountRef, amount: Amount, settles_transaction_id: str, *,
+               reference: str = "", timeout: float | None = None) -> m.CreditResult:
+        return self.credit(transaction_id, account, amount, m.Purpose.PAYOUT,
+                           settles_transaction_id=settles_transaction_id, reference=reference, timeout=timeout)
+
+    # ---------------------------------------------------------------- reads
+
+    def list_transactions(self, account: m.AccountRef, page_size: int = 50, page_token: str = "", *,
+                          timeout: float | None = None) -> m.TransactionPage:
+        return self._do(c.list_transactions(account, page_size, page_token), timeout)  # type: ignore[no-any-return]
+
+    def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100, *,
+                                 timeout: float | None = None) -> list[m.SettlementFailure]:
+        spec = c.list_settlement_failures(client, include_resolved, limit)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> WalletClient:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from clients import WalletClient
+from tests.support.servers import TOKENS, Core, running_core
+
+
+@pytest.fixture
+def core(db_url: str) -> Iterator[Core]:
+    with running_core(db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def wallet(core: Core) -> Iterator[WalletClient]:
+    """A client whose token is allowed the client 'fanteam' only."""
+    with WalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def other(core: Core) -> Iterator[WalletClient]:
+    """A client whose token is allowed the client 'other' only."""
+    with WalletClient(core.target, token=TOKENS["other"], timeout=10) as c:
+        yield c

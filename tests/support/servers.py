@@ -1,0 +1,53 @@
+"""Real servers on real sockets for the integration and end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from tests.support.db import assert_reconciled
+from wallet_core.config import load_settings
+from wallet_core.currencies import CurrencyRegistry
+from wallet_core.grpc_api.server import create_server
+from wallet_core.service import Ledger
+from wallet_core.storage.engine import make_engine
+
+TOKENS = {"fanteam": "tok-fanteam", "other": "tok-other", "admin": "tok-admin"}
+TOKEN_SPEC = "tok-fanteam=fanteam;tok-other=other;tok-admin=*"
+CURRENCIES = {"FUN": 2, "BTC": 8}
+
+
+@dataclass
+class Core:
+    port: int
+    ledger: Ledger
+    engine: Engine
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextmanager
+def running_core(db_url: str, *, group_commit: bool = True, **settings: object) -> Iterator[Core]:
+    """The gRPC core on 127.0.0.1 and a free port, on `db_url`; reconciled when it stops."""
+    config = load_settings(
+        None, database_url=db_url, grpc_addr="127.0.0.1:0", grpc_tokens=TOKEN_SPEC, currencies=CURRENCIES,
+        **settings,
+    )
+    engine = make_engine(db_url, pool_size=20)
+    ledger = Ledger(engine, CurrencyRegistry(CURRENCIES), group_commit=group_commit)
+    server, port = create_server(config, ledger)
+    server.start()
+    try:
+        yield Core(port, ledger, engine)
+    finally:
+        server.stop(grace=None)
+        ledger.close()
+        try:
+            assert_reconciled(engine)
+        finally:
+            engine.dispose()

@@ -1,0 +1,118 @@
+"""The core's settings: `WALLET_*` environment variables over an optional TOML file over defaults.
+
+Every setting is described in docs/configuration.md. Values are checked here, at start-up,
+so that a typo fails with the setting's name instead of at the first call.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from wallet_core.currencies import parse_overrides
+from wallet_core.storage.engine import normalize_url
+
+
+class Settings(BaseSettings):
+    """How the core stores money, where it listens, and whom it believes."""
+
+    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///wallet.db"
+    data_dir: Path = Path(".wallet")
+    grpc_addr: str = "127.0.0.1:50051"
+    grpc_tokens: str = Field(default="", repr=False)
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_workers: int = Field(default=32, gt=0, le=1024)
+    grpc_max_message_bytes: int = Field(default=1_048_576, gt=0)
+    db_pool_size: int = Field(default=20, gt=0, le=500)
+    currencies: dict[str, int] = Field(default_factory=dict)
+    group_commit: bool = True
+    group_commit_max_batch: int = Field(default=128, gt=0, le=10_000)
+    group_commit_max_wait: float = Field(default=0.0, ge=0, le=1.0)
+    log_level: str = "INFO"
+    insecure_no_auth: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # explicit arguments (the command line) > environment > TOML file (passed as init defaults)
+        return init_settings, env_settings
+
+    @field_validator("currencies", mode="before")
+    @classmethod
+    def _currencies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_overrides(value)
+        return value
+
+    @field_validator("grpc_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("grpc_tokens")
+    @classmethod
+    def _tokens(cls, value: str) -> str:
+        from wallet_core.grpc_api.auth import parse_token_spec
+
+        parse_token_spec(value)  # raises ValueError naming the bad entry, never the token
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        normalize_url(value)  # raises on a URL SQLAlchemy cannot parse
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise ValueError("WALLET_GRPC_TLS_CERT and WALLET_GRPC_TLS_KEY go together")
+        return self
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML settings file: keys are the settings' names without the WALLET_ prefix, lower case."""
+    with path.open("rb") as handle:
+        data = tomllib.load(handle)
+    section = data.get("wallet", data)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: expected a table of settings")
+    unknown = set(section) - set(Settings.model_fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {sorted(unknown)}")
+    return dict(section)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from (weakest first) defaults, the TOML file, WALLET_* variables, then `overrides`.
+
+    `overrides` that are None are ignored, so command-line options can be passed as they are.
+    """
+    values = read_toml(config_file) if config_file is not None else {}
+    env = Settings()  # defaults + environment; the fields the environment set win over the file
+    values.update({name: getattr(env, name) for name in env.model_fields_set})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

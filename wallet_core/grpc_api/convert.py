@@ -1,0 +1,94 @@
+"""Proto messages ⇄ domain values. Enum values map by name: PURPOSE_STAKE ⇄ Purpose.STAKE."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clients.wallet.v1 import wallet_pb2 as pb
+from wallet_core import domain
+from wallet_core.errors import InvalidArgument
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def _prefix(proto_enum: Any) -> str:
+    # e.g. "PURPOSE_" from PURPOSE_UNSPECIFIED
+    return proto_enum.Name(0).removesuffix("UNSPECIFIED")
+
+
+def enum_in(proto_enum: Any, value: int, domain_enum: type[E], field: str) -> E:
+    try:
+        name = proto_enum.Name(value).removeprefix(_prefix(proto_enum))
+        return domain_enum[name]
+    except (ValueError, KeyError):
+        raise InvalidArgument(f"{field} is missing or not one of the allowed values") from None
+
+
+def enum_out(proto_enum: Any, value: enum.Enum | None) -> int:
+    if value is None:
+        return 0
+    return int(proto_enum.Value(_prefix(proto_enum) + value.name))
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def key_in(ref: pb.AccountRef) -> domain.AccountKey:
+    return domain.AccountKey(ref.client, ref.user_id, ref.currency)
+
+
+def key_out(key: domain.AccountKey) -> pb.AccountRef:
+    return pb.AccountRef(client=key.client, user_id=key.user_id, currency=key.currency)
+
+
+def account_out(view: domain.AccountView) -> pb.Account:
+    return pb.Account(
+        ref=key_out(view.key), balance=view.balance, status=enum_out(pb.AccountStatus, view.status),
+        created_at=timestamp(view.created_at),
+    )
+
+
+def transaction_out(view: domain.TransactionView) -> pb.Transaction:
+    return pb.Transaction(
+        transaction_id=view.transaction_id, account=key_out(view.account),
+        purpose=enum_out(pb.Purpose, view.purpose), amount=view.amount, balance_after=view.balance_after,
+        status=enum_out(pb.TransactionStatus, view.status), reference=view.reference,
+        settles_transaction_id=view.settles_transaction_id, stake_state=enum_out(pb.StakeState, view.stake_state),
+        created_at=timestamp(view.created_at),
+    )
+
+
+def debit_items_in(request: pb.DebitRequest) -> list[domain.DebitItem]:
+    return [
+        domain.DebitItem(
+            transaction_id=item.transaction_id, account=key_in(item.account), amount=item.amount,
+            purpose=enum_in(pb.Purpose, item.purpose, domain.Purpose, f"items[{n}].purpose"), reference=item.reference,
+        )
+        for n, item in enumerate(request.items)
+    ]
+
+
+def credit_in(request: pb.CreditRequest) -> domain.CreditCommand:
+    return domain.CreditCommand(
+        transaction_id=request.transaction_id, account=key_in(request.account), amount=request.amount,
+        purpose=enum_in(pb.Purpose, request.purpose, domain.Purpose, "purpose"),
+        settles_transaction_id=request.settles_transaction_id, reference=request.reference,
+    )
+
+
+def failure_out(view: domain.SettlementFailureView) -> pb.SettlementFailure:
+    return pb.SettlementFailure(
+        client=view.client, transaction_id=view.transaction_id, settles_transaction_id=view.settles_transaction_id,
+        account=key_out(view.account), amount=view.amount, reason=view.reason, message=view.message,
+        attempts=view.attempts, first_seen=timestamp(view.first_seen), last_seen=timestamp(view.last_seen),
+        resolved_at=timestamp(view.resolved_at),
+    )

@@ -1,0 +1,93 @@
+"""The gRPC server: the Wallet service, the standard health service and server reflection.
+
+`create_server` builds it unstarted and returns the bound port (`:0` picks a free one);
+`serve_forever` runs it until SIGINT/SIGTERM, then drains calls in flight for a grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
+from wallet_core.config import Settings
+from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
+from wallet_core.grpc_api.service import WalletService
+from wallet_core.service import Ledger
+
+log = logging.getLogger("wallet_core.grpc")
+
+SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
+GRACE_SECONDS = 10.0
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        return None
+    return grpc.ssl_server_credentials([(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())])
+
+
+def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]:
+    """The server bound to `settings.grpc_addr`, not started; (server, the port it bound)."""
+    grants = parse_token_spec(settings.grpc_tokens)
+    if not grants and not settings.insecure_no_auth:
+        log.warning("no tokens configured (WALLET_GRPC_TOKENS): every Wallet call will be refused")
+    if settings.insecure_no_auth:
+        log.warning("--insecure-no-auth: the core accepts calls WITHOUT authentication; local trials only")
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", 16 * settings.grpc_max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc"),
+        options=options,
+        maximum_concurrent_rpcs=settings.grpc_workers * 16,
+    )
+    wallet_pb2_grpc.add_WalletServicer_to_server(
+        WalletService(ledger, Authenticator(grants, insecure_no_auth=settings.insecure_no_auth)), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    credentials = _credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.grpc_addr)
+    else:
+        port = server.add_secure_port(settings.grpc_addr, credentials)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.grpc_addr}")
+    server.health = health_servicer  # type: ignore[attr-defined]
+    return server, port
+
+
+def serve_forever(settings: Settings, ledger: Ledger) -> None:
+    server, port = create_server(settings, ledger)
+    server.start()
+    host = settings.grpc_addr.rpartition(":")[0]
+    log.info("wallet core listening on %s:%d (%s)", host, port, "TLS" if settings.grpc_tls_cert else "plaintext")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("received %s: draining calls in flight", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    server.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
+    server.stop(grace=GRACE_SECONDS).wait()
+    ledger.close()
+    ledger.engine.dispose()
+    log.info("wallet core stopped")
