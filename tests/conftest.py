@@ -21,6 +21,19 @@ from wallet_core.storage.migrate import upgrade
 TEST_CURRENCIES = {"FUN": 2, "BTC": 8}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False,
+        help="long mode of the reliability campaign: many more model-check sequences, longer torture "
+             "and fault runs; prints its figures (use with -s)",
+    )
+
+
+@pytest.fixture(scope="session")
+def long_mode(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--long"))
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
     return SqliteTemplate(tmp_path_factory.mktemp("sqlite-template"))
