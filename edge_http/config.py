@@ -1,0 +1,62 @@
+"""The edge's settings, from `WALLET_*` environment variables (every one is described in docs/edge.md).
+
+Lists (tokens, networks) stay plain comma-separated strings, as they arrive from the
+environment; they are checked here, so that a typo fails at start-up with the variable's name,
+and parsed where they are used (`edge_http.auth`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_http.auth import parse_networks, parse_tokens
+
+
+class EdgeSettings(BaseSettings):
+    """How the betflex edge listens, whom it believes, and how it reaches the wallet core."""
+
+    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True)
+
+    http_addr: str = "127.0.0.1:8080"
+    core_addr: str = "127.0.0.1:50051"
+    core_token: str = Field(default="", repr=False)
+    core_tls: bool = False
+    core_tls_ca: Path | None = None
+    edge_tokens: str = Field(default="", repr=False)
+    edge_allow: str = ""
+    edge_trusted_proxies: str = ""
+    edge_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    edge_bets_deadline: float = Field(default=3.0, gt=0)
+    edge_core_attempt_timeout: float = Field(default=1.0, gt=0)
+    edge_cancel_deadline: float = Field(default=3.0, gt=0)
+    edge_winners_deadline: float = Field(default=3.0, gt=0)
+    edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    insecure_no_auth: bool = False
+
+    @field_validator("http_addr", "core_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+    @field_validator("edge_tokens")
+    @classmethod
+    def _tokens(cls, value: str) -> str:
+        parse_tokens(value)  # raises ValueError naming the bad entry (never the token itself)
+        return value
+
+    @field_validator("edge_allow", "edge_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    def listen(self) -> tuple[str, int]:
+        """`http_addr` as (host, port); IPv6 hosts may be written in brackets."""
+        host, _, port = self.http_addr.rpartition(":")
+        return host.strip("[]"), int(port)

@@ -1,0 +1,97 @@
+"""The way to the wallet core: the typed gRPC client, built from the settings, and a readiness probe.
+
+gRPC's asyncio channels belong to the event loop they are made in, and the app is built
+before the server's loop runs; so the client the app owns is made on first use, inside the
+loop that serves requests (`LazyWallet`), and closed at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from clients import AccountRef, AsyncWalletClient
+from clients.errors import Unauthenticated, WalletError
+
+from edge_http import errors
+from edge_http.config import EdgeSettings
+
+log = logging.getLogger("edge_http.core")
+
+READY_TIMEOUT = 1.0
+PROBE_ACCOUNT = AccountRef("edge-readiness-probe", "0", "EUR")
+
+
+def build_client(settings: EdgeSettings) -> AsyncWalletClient:
+    """The client as the edge uses it: one attempt per call (the edge keeps its own deadline)."""
+    root_certificates = settings.core_tls_ca.read_bytes() if settings.core_tls_ca is not None else None
+    kwargs: dict[str, Any] = {
+        "token": settings.core_token or None,
+        "root_certificates": root_certificates,
+        "timeout": settings.edge_core_attempt_timeout,
+        "max_attempts": 1,
+    }
+    if settings.core_tls:
+        kwargs["tls"] = True
+    return AsyncWalletClient(settings.core_addr, **kwargs)
+
+
+class LazyWallet:
+    """Stands for an AsyncWalletClient made on first use, in the running loop."""
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        self._settings = settings
+        self._client: AsyncWalletClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get(self) -> AsyncWalletClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # a new loop (e.g. one per simulated request in tests) needs its own channel
+            self._client = build_client(self._settings)
+            self._loop = loop
+        return self._client
+
+    async def debit(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._get().debit(*args, **kwargs)
+
+    async def credit(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._get().credit(*args, **kwargs)
+
+    async def cancel(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._get().cancel(*args, **kwargs)
+
+    async def get_balance(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._get().get_balance(*args, **kwargs)
+
+    async def close(self) -> None:
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.close()
+
+
+class Readiness:
+    """Is the core answering this edge? A cheap authenticated call, within one second.
+
+    Any answer of the core counts (the probe's account does not exist, or the token may
+    not touch its client), except a refusal of the edge's own token: an edge whose token is
+    refused cannot serve a single callback.
+    """
+
+    def __init__(self, wallet: Any, timeout: float = READY_TIMEOUT) -> None:
+        self._wallet = wallet
+        self._timeout = timeout
+
+    async def check(self) -> tuple[bool, str]:
+        try:
+            await asyncio.wait_for(self._wallet.get_balance(PROBE_ACCOUNT), self._timeout)
+        except asyncio.TimeoutError:
+            return False, f"the wallet core did not answer within {self._timeout:g} s"
+        except Unauthenticated as error:
+            return False, f"the wallet core refuses the edge's token (WALLET_CORE_TOKEN): {errors.message_of(error)}"
+        except WalletError as error:
+            if errors.is_definite(error):
+                return True, "the wallet core answers"
+            return False, f"the wallet core is unavailable: {errors.reason_of(error)} {errors.message_of(error)}"
+        return True, "the wallet core answers"

@@ -1,0 +1,131 @@
+"""The edge's two error tables: client (gRPC) errors → betflex codes, one for each callback.
+
+Nothing else in the edge decides a betflex code for a core error. Lookups walk the error's
+class hierarchy, so a subclass the client may add later falls back to its parent's row, and
+an error no row knows gets `wallet_unavailable`.
+"""
+
+from __future__ import annotations
+
+from clients.errors import (
+    AccountBlocked,
+    AccountNotFound,
+    AlreadySettled,
+    CurrencyMismatch,
+    DeadlineExceeded,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidArgument,
+    NotCancellable,
+    PermissionDenied,
+    StakeCancelled,
+    StakeMismatch,
+    StakeNotFound,
+    TransportError,
+    Unauthenticated,
+    Unavailable,
+    UnknownCurrency,
+    WalletError,
+)
+
+WALLET_UNAVAILABLE = "wallet_unavailable"
+
+
+class EdgeCallFailed(WalletError):
+    """A call to the core ended in something the client does not report: it ran past its own
+    timeout, or raised an exception that is not a WalletError. Nobody knows whether it was
+    applied; it is in no table, so it is treated as the worst case."""
+
+    reason = "EDGE_CALL_FAILED"
+
+    def __init__(self, message: str) -> None:  # noqa: D107 - the client's constructor is not ours to rely on
+        Exception.__init__(self, message)
+        self.message = message
+
+# POST /bets: every one of these is answered with 402 and {"error": code}.
+BETS_CODES: dict[type[WalletError], str] = {
+    InsufficientFunds: "insufficient_funds",
+    AccountNotFound: "wallet_not_found",
+    UnknownCurrency: "currency_not_supported",
+    AccountBlocked: "account_blocked",
+    InvalidAmount: "invalid_amount",
+    InvalidArgument: "invalid_request",
+    IdempotencyConflict: "duplicate_bet_conflict",
+    # the bet's id was cancelled (tombstoned) after an earlier delivery could not be confirmed
+    StakeCancelled: WALLET_UNAVAILABLE,
+    Unavailable: WALLET_UNAVAILABLE,
+    DeadlineExceeded: WALLET_UNAVAILABLE,
+    TransportError: WALLET_UNAVAILABLE,
+    PermissionDenied: WALLET_UNAVAILABLE,
+    Unauthenticated: WALLET_UNAVAILABLE,
+}
+
+# POST /winners: the `reason` of each entry of "failed".
+WINNERS_REASONS: dict[type[WalletError], str] = {
+    StakeNotFound: "unknown_bet",
+    StakeMismatch: "stake_mismatch",
+    CurrencyMismatch: "currency_mismatch",
+    AlreadySettled: "settlement_conflict",
+    IdempotencyConflict: "settlement_conflict",
+    StakeCancelled: "stake_cancelled",
+    AccountNotFound: "wallet_not_found",
+    InvalidAmount: "invalid_amount",
+    UnknownCurrency: "currency_not_supported",
+    InvalidArgument: "invalid_request",
+}
+
+# The core answered and refused: nothing was applied, and the same call gets the same answer.
+DEFINITE: tuple[type[WalletError], ...] = (
+    InvalidArgument, AccountNotFound, StakeNotFound, InsufficientFunds, AccountBlocked, AlreadySettled,
+    StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable, IdempotencyConflict,
+    Unauthenticated, PermissionDenied,
+)
+# The core refused the edge itself: a configuration fault (WALLET_CORE_TOKEN or the clients it may touch).
+CONFIGURATION: tuple[type[WalletError], ...] = (Unauthenticated, PermissionDenied)
+# Failures of the way to the core, not answers of the core: a later call may succeed.
+TRANSPORT: tuple[type[WalletError], ...] = (Unavailable, DeadlineExceeded, TransportError)
+
+
+def _lookup(table: dict[type[WalletError], str], error: WalletError) -> str | None:
+    for cls in type(error).__mro__:
+        code = table.get(cls)  # type: ignore[call-overload]
+        if code is not None:
+            return code
+    return None
+
+
+def bets_code(error: WalletError) -> str:
+    return _lookup(BETS_CODES, error) or WALLET_UNAVAILABLE
+
+
+def winners_reason(error: WalletError) -> str:
+    return _lookup(WINNERS_REASONS, error) or WALLET_UNAVAILABLE
+
+
+def is_definite(error: WalletError) -> bool:
+    """The core answered and refused: nothing was applied; repeating the call gives the same answer."""
+    return isinstance(error, DEFINITE)
+
+
+def never_sent(error: WalletError) -> bool:
+    """The request certainly never reached the core (the connection could not be made)."""
+    return isinstance(error, Unavailable) and bool(getattr(error, "connect_failed", False))
+
+
+def maybe_applied(error: WalletError) -> bool:
+    """Nobody knows whether the call was applied: a timeout, a broken connection, an unexpected error.
+
+    Any error that is neither a definite refusal nor a connection that never opened counts,
+    so an error the tables do not know is treated as the worst case.
+    """
+    return not is_definite(error) and not never_sent(error)
+
+
+def reason_of(error: WalletError) -> str:
+    """The core's stable reason (e.g. "INSUFFICIENT_FUNDS"), or the error's class name."""
+    return str(getattr(error, "reason", "") or type(error).__name__)
+
+
+def message_of(error: WalletError) -> str:
+    return str(getattr(error, "message", "") or error or type(error).__name__)

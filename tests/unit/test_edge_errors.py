@@ -1,0 +1,118 @@
+"""The edge's two error tables: one for /bets (402 codes), one for /winners (failure reasons)."""
+
+from __future__ import annotations
+
+import pytest
+
+from clients import errors as client_errors
+from clients.errors import (
+    AccountBlocked,
+    AccountNotFound,
+    AlreadySettled,
+    CurrencyMismatch,
+    DeadlineExceeded,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidArgument,
+    NotCancellable,
+    PermissionDenied,
+    StakeCancelled,
+    StakeMismatch,
+    StakeNotFound,
+    TransportError,
+    Unauthenticated,
+    Unavailable,
+    UnknownCurrency,
+    WalletError,
+)
+from edge_http import errors
+from tests.unit.test_edge_fakes import error, unavailable
+
+
+@pytest.mark.parametrize(
+    ("cls", "code"),
+    [
+        (InsufficientFunds, "insufficient_funds"),
+        (AccountNotFound, "wallet_not_found"),
+        (UnknownCurrency, "currency_not_supported"),
+        (AccountBlocked, "account_blocked"),
+        (InvalidAmount, "invalid_amount"),
+        (InvalidArgument, "invalid_request"),
+        (IdempotencyConflict, "duplicate_bet_conflict"),
+        (StakeCancelled, "wallet_unavailable"),
+        (Unavailable, "wallet_unavailable"),
+        (DeadlineExceeded, "wallet_unavailable"),
+        (TransportError, "wallet_unavailable"),
+        (PermissionDenied, "wallet_unavailable"),
+        (Unauthenticated, "wallet_unavailable"),
+        (WalletError, "wallet_unavailable"),
+    ],
+)
+def test_bets_table(cls: type[WalletError], code: str) -> None:
+    assert errors.bets_code(error(cls)) == code
+
+
+@pytest.mark.parametrize(
+    ("cls", "reason"),
+    [
+        (StakeNotFound, "unknown_bet"),
+        (StakeMismatch, "stake_mismatch"),
+        (CurrencyMismatch, "currency_mismatch"),
+        (AlreadySettled, "settlement_conflict"),
+        (IdempotencyConflict, "settlement_conflict"),
+        (StakeCancelled, "stake_cancelled"),
+        (AccountNotFound, "wallet_not_found"),
+        (InvalidAmount, "invalid_amount"),
+        (UnknownCurrency, "currency_not_supported"),
+        (InvalidArgument, "invalid_request"),
+        (Unavailable, "wallet_unavailable"),
+        (DeadlineExceeded, "wallet_unavailable"),
+        (TransportError, "wallet_unavailable"),
+        (Unauthenticated, "wallet_unavailable"),
+        (PermissionDenied, "wallet_unavailable"),
+        (NotCancellable, "wallet_unavailable"),
+        (WalletError, "wallet_unavailable"),
+    ],
+)
+def test_winners_table(cls: type[WalletError], reason: str) -> None:
+    assert errors.winners_reason(error(cls)) == reason
+
+
+def test_a_subclass_the_client_adds_later_falls_back_to_its_parents_row() -> None:
+    class NewKindOfAmountProblem(InvalidAmount):
+        pass
+
+    assert errors.bets_code(error(NewKindOfAmountProblem)) == "invalid_amount"
+    assert errors.winners_reason(error(NewKindOfAmountProblem)) == "invalid_amount"
+
+
+def test_every_error_class_of_the_client_has_a_bets_code() -> None:
+    classes = [c for c in vars(client_errors).values() if isinstance(c, type) and issubclass(c, WalletError)]
+    assert len(classes) >= 19
+    for cls in classes:
+        assert errors.bets_code(error(cls)) in {
+            "insufficient_funds", "wallet_not_found", "currency_not_supported", "account_blocked",
+            "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable",
+        }
+
+
+@pytest.mark.parametrize(
+    ("made", "definite", "maybe_applied"),
+    [
+        (lambda: error(InsufficientFunds), True, False),
+        (lambda: error(IdempotencyConflict), True, False),
+        (lambda: error(StakeCancelled), True, False),
+        (lambda: error(Unauthenticated), True, False),
+        (lambda: error(PermissionDenied), True, False),
+        (lambda: unavailable(connect_failed=True), False, False),
+        (lambda: unavailable(connect_failed=False), False, True),
+        (lambda: error(DeadlineExceeded), False, True),
+        (lambda: error(TransportError), False, True),
+        (lambda: error(WalletError), False, True),  # unknown: the worst case
+    ],
+)
+def test_which_failures_may_have_moved_money(made, definite: bool, maybe_applied: bool) -> None:  # type: ignore[no-untyped-def]
+    failure = made()
+    assert errors.is_definite(failure) is definite
+    assert errors.maybe_applied(failure) is maybe_applied
