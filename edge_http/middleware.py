@@ -12,6 +12,7 @@ health, metrics and the OpenAPI document are open.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -58,6 +59,7 @@ class CallbackObserver:
         record: CallbackRecord | None = getattr(req.context, "callback", None)
         if record is None:
             return
+        await drain(req)
         seconds = time.perf_counter() - req.context.started
         status = resp.status_code
         if record.outcome == "error":  # no resource decided: an HTTP error raised by Falcon, or a bug
@@ -110,6 +112,31 @@ class CallbackGuard:
         req.context.callback.outcome = code
         send_error(resp, status, code, message)
         resp.complete = True
+
+
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+
+
+async def drain(req: falcon.asgi.Request) -> None:
+    """Read and drop what is left of a refused body (bounded in bytes and time) before answering.
+
+    A server that answers and closes while the client is still sending makes the kernel reset
+    the connection, and the client then sees a broken connection instead of our 401 or 413.
+    """
+
+    async def consume() -> None:
+        seen = 0
+        while not req.stream.eof and seen <= DRAIN_BYTES:
+            chunk = await req.stream.read(65536)
+            if not chunk:
+                return
+            seen += len(chunk)
+
+    try:
+        await asyncio.wait_for(consume(), DRAIN_SECONDS)
+    except (asyncio.TimeoutError, OSError, RuntimeError):
+        pass  # past the bounds the connection is closed as it is
 
 
 def is_json(content_type: str) -> bool:

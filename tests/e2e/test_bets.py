@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from clients import AccountRef, StakeState, WalletClient
-from tests.e2e.bodies import bet, bets, example
+from tests.support.betflex import bet, bets, example
 from tests.e2e.conftest import ALICE, BOB
 from tests.support.db import dump
 from tests.support.servers import Core
@@ -125,3 +125,18 @@ def test_a_blocked_wallet(http: httpx.Client, funded: WalletClient) -> None:
     funded.set_account_status(ALICE, AccountStatus.BLOCKED)
     refused(http.post("/bets", json=bets(bet(1, "1.00"))), "account_blocked")
     assert balance(funded) == Decimal("100.00")
+
+
+def test_a_user_uid_sent_as_a_string_is_the_same_user(http: httpx.Client, funded: WalletClient) -> None:
+    slip = bets(bet(1, "5.00"))
+    slip["bets"][0]["user"]["uid"] = "1001"  # type: ignore[index]
+    response = http.post("/bets", json=slip)
+    assert response.status_code == 200, response.text
+    assert balance(funded) == Decimal("95.00")
+
+
+def test_unknown_fields_are_ignored(http: httpx.Client, funded: WalletClient) -> None:
+    slip = bets(bet(1, "5.00"))
+    slip["bets"][0]["bet"]["odds"] = {"nested": [1, 2, 3]}  # type: ignore[index]
+    slip["campaign"] = "spring"
+    assert http.post("/bets", json=slip).status_code == 200

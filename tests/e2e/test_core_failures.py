@@ -8,15 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
+import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from clients import Purpose, StakeState, WalletClient
-from tests.e2e.bodies import bet, bets, example, winner, winners
+from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE
 from tests.support.db import dump
 from tests.support.servers import Core
-from tests.support.stack import free_port, running_edge
+from tests.support.stack import free_port, running_edge, wait_until
 
 FAST = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
 
@@ -85,3 +86,36 @@ def test_a_slow_core_within_the_deadline_is_just_slow(funded: WalletClient, core
             response = http.post("/bets", json=bets(bet(1, "15.00")))
         assert response.status_code == 200, response.text
     assert funded.get_balance(ALICE).balance == Decimal("85.00")
+
+
+def test_when_neither_debit_nor_cancel_is_confirmed_the_answer_is_503_never_402(
+    funded: WalletClient, core: Core
+) -> None:
+    """The core is stuck past both deadlines: nobody knows yet whether money moved, so no 402."""
+    with running_edge(core.target, **FAST, edge_cancel_deadline=1.0) as edge, edge.client() as http:
+        with core_stalled(core.engine, 3.5):
+            response = http.post("/bets", json=example("bets"))
+            assert response.status_code == 503, response.text
+            assert response.json()["error"] == "wallet_unavailable"
+        # the core catches up: the stuck Debit lands, then the Cancels that were sent reverse it
+        def cancelled() -> bool:
+            history = funded.list_transactions(ALICE).transactions
+            return any(t.purpose == Purpose.STAKE and t.stake_state == StakeState.CANCELLED for t in history)
+
+        wait_until(cancelled, 10, "the edge's Cancel never landed")
+        assert funded.get_balance(ALICE).balance == Decimal("100.00")
+        # betflex retries after the 503: the answer is now a definite 402, and nothing is taken
+        again = http.post("/bets", json=example("bets"))
+        assert (again.status_code, again.json()["error"]) == (402, "wallet_unavailable")
+    assert funded.get_balance(ALICE).balance == Decimal("100.00")
+
+
+def test_a_slow_core_during_winners_settles_within_the_deadline(
+    http: httpx.Client, funded: WalletClient, core: Core
+) -> None:
+    assert http.post("/bets", json=bets(bet(1, "10.00"))).status_code == 200
+    with running_edge(core.target, edge_winners_deadline=5.0, edge_core_attempt_timeout=0.3) as edge:
+        with edge.client() as slow_http, core_stalled(core.engine, 1.0):
+            response = slow_http.post("/winners", json=winners(winner(1, "10.00", "20.00")))
+        assert response.status_code == 200, response.text
+    assert funded.get_balance(ALICE).balance == Decimal("110.00")

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from clients import WalletClient
-from tests.e2e.bodies import example
+from tests.support.betflex import example
 from tests.e2e.conftest import ALICE
 from tests.support.db import dump
 from tests.support.servers import Core
@@ -130,3 +130,26 @@ def test_the_openapi_document_describes_both_callbacks(edge: Edge) -> None:
     assert document["openapi"].startswith("3.1")
     for route, statuses in (("/bets", {"200", "402"}), ("/winners", {"200", "422", "503"})):
         assert statuses <= set(document["paths"][route]["post"]["responses"])
+
+
+def test_insecure_mode_accepts_anyone_and_warns_at_start_and_on_every_request(
+    core: Core, funded: WalletClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="edge_http"):
+        with running_edge(core.target, edge_tokens="", insecure_no_auth=True) as edge:
+            assert "INSECURE" in caplog.text
+            caplog.clear()
+            assert httpx.post(edge.url + "/bets", json=example("bets")).status_code == 200
+            assert "WITHOUT authentication" in caplog.text
+
+
+def test_other_methods_and_paths_get_json_errors(http: httpx.Client) -> None:
+    for method, path, status in (("GET", "/bets", 405), ("POST", "/nowhere", 404), ("DELETE", "/winners", 405)):
+        response = http.request(method, path)
+        assert response.status_code == status and response.json()["error"]
+
+
+def test_readyz_reports_a_refused_core_token(core: Core) -> None:
+    with running_edge(core.target, core_token="not-a-core-token") as edge:
+        ready = httpx.get(edge.url + "/readyz")
+        assert ready.status_code == 503 and "WALLET_CORE_TOKEN" in ready.json()["detail"]

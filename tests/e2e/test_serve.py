@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.bodies import example, winner, winners
+from tests.support.betflex import example, winner, winners
 from tests.support.stack import free_port, spawn, wait_until, wallet_command
 
 

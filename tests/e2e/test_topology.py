@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import AccountRef, WalletClient
 from edge_http.config import EdgeSettings
-from tests.e2e.bodies import example
+from tests.support.betflex import example
 from tests.support.db import postgres_or_skip
 from tests.support.stack import ROOT, free_port, spawn, wait_until, wallet_command
 from wallet_core.cli import cli

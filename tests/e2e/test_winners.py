@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 
 from clients import StakeState, WalletClient
-from tests.e2e.bodies import bet, bets, example, winner, winners
+from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE, BOB
 from tests.support.db import dump
 from tests.support.servers import Core

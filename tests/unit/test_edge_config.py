@@ -78,3 +78,10 @@ def test_the_cli_can_fill_in_a_token_later() -> None:
     """`wallet serve` builds settings without tokens and copies its generated one in."""
     settings = EdgeSettings().model_copy(update={"edge_tokens": "generated"})
     assert settings.edge_tokens == "generated"
+
+
+def test_an_edge_without_a_token_or_the_insecure_flag_is_not_built() -> None:
+    from edge_http.app import EdgeConfigError, create_app
+
+    with pytest.raises(EdgeConfigError, match="WALLET_EDGE_TOKENS"):
+        create_app(EdgeSettings(edge_tokens="", insecure_no_auth=False))

@@ -27,7 +27,14 @@ from clients.errors import (
     WalletError,
 )
 from edge_http import errors
-from tests.unit.test_edge_fakes import error, unavailable
+
+
+def error(cls: type[WalletError]) -> WalletError:
+    return cls("refused")
+
+
+def unavailable(connect_failed: bool) -> WalletError:
+    return Unavailable("unavailable", connect_failed=connect_failed)
 
 
 @pytest.mark.parametrize(

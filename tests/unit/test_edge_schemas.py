@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from edge_http.schemas import BodyError, decode_bets, decode_winners
-from tests.unit.test_edge_fakes import example
+from tests.support.betflex import example
 
 
 def encode(body: Any) -> bytes:
