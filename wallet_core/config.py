@@ -6,12 +6,13 @@ so that a typo fails with the setting's name instead of at the first call.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from wallet_core.currencies import parse_overrides
 from wallet_core.storage.engine import normalize_url
@@ -20,7 +21,7 @@ from wallet_core.storage.engine import normalize_url
 class Settings(BaseSettings):
     """How the core stores money, where it listens, and whom it believes."""
 
-    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     database_url: str = "sqlite:///wallet.db"
     data_dir: Path = Path(".wallet")
@@ -31,7 +32,8 @@ class Settings(BaseSettings):
     grpc_workers: int = Field(default=32, gt=0, le=1024)
     grpc_max_message_bytes: int = Field(default=1_048_576, gt=0)
     db_pool_size: int = Field(default=20, gt=0, le=500)
-    currencies: dict[str, int] = Field(default_factory=dict)
+    # NoDecode: WALLET_CURRENCIES is `FUN=2,BTC=8` (parsed by _currencies), not JSON
+    currencies: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
     group_commit: bool = True
     group_commit_max_batch: int = Field(default=128, gt=0, le=10_000)
     group_commit_max_wait: float = Field(default=0.0, ge=0, le=1.0)
@@ -54,7 +56,7 @@ class Settings(BaseSettings):
     @classmethod
     def _currencies(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return parse_overrides(value)
+            return json.loads(value) if value.lstrip().startswith("{") else parse_overrides(value)
         return value
 
     @field_validator("grpc_addr")

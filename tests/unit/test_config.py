@@ -1,0 +1,69 @@
+"""The core's settings: defaults < TOML file < WALLET_* environment < command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from wallet_core.config import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("WALLET_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert (settings.database_url, settings.grpc_addr, settings.grpc_tokens) == (
+        "sqlite:///wallet.db", "127.0.0.1:50051", "")
+    assert settings.group_commit and not settings.insecure_no_auth
+
+
+def test_file_then_environment_then_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "wallet.toml"
+    config.write_text('database_url = "sqlite:///from-file.db"\ngrpc_addr = "127.0.0.1:7000"\nlog_level = "debug"\n'
+                      'currencies = {FUN = 2}\n')
+    assert load_settings(config).database_url == "sqlite:///from-file.db"
+    monkeypatch.setenv("WALLET_DATABASE_URL", "sqlite:///from-env.db")
+    monkeypatch.setenv("WALLET_CURRENCIES", "FUN=3,BTC=8")
+    settings = load_settings(config, grpc_addr="127.0.0.1:9000", database_url=None)
+    assert settings.database_url == "sqlite:///from-env.db"  # the environment beats the file
+    assert settings.grpc_addr == "127.0.0.1:9000"  # the command line beats both; None means "not given"
+    assert settings.log_level == "DEBUG" and settings.currencies == {"FUN": 3, "BTC": 8}
+
+
+def test_a_file_section_named_wallet_is_read_and_unknown_keys_refused(tmp_path: Path) -> None:
+    config = tmp_path / "wallet.toml"
+    config.write_text('[wallet]\ngrpc_workers = 8\n')
+    assert load_settings(config).grpc_workers == 8
+    config.write_text('[wallet]\ngrpc_wrokers = 8\n')
+    with pytest.raises(ValueError, match="grpc_wrokers"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"grpc_addr": "50051"}, "HOST:PORT"),
+        ({"grpc_tokens": "secret-token"}, "token entry 1"),
+        ({"grpc_tokens": "a=x;=y"}, "token entry 2"),
+        ({"log_level": "chatty"}, "log level"),
+        ({"currencies": "FUN=two"}, "FUN"),
+        ({"grpc_tls_cert": "cert.pem"}, "go together"),
+    ],
+)
+def test_bad_settings_fail_at_start_naming_the_setting(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises((ValidationError, ValueError), match=message) as caught:
+        load_settings(**overrides)
+    assert "secret-token" not in str(caught.value)
+
+
+def test_tokens_are_never_in_the_settings_repr() -> None:
+    assert "s3cret" not in repr(Settings(grpc_tokens="s3cret=*"))
