@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import grpc
@@ -29,6 +30,9 @@ def credentials(tls: bool, root_certificates: bytes | None) -> grpc.ChannelCrede
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    """The call metadata for a bearer token; `None` means "from WALLET_TOKEN", "" means no token."""
+    if token is None:
+        token = os.environ.get("WALLET_TOKEN", "")
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 

@@ -20,7 +20,10 @@ Amount = str | Decimal | int
 
 
 class AsyncWalletClient:
-    """`async with AsyncWalletClient(target, token=...) as wallet: await wallet.get_balance(ref)`."""
+    """`async with AsyncWalletClient(target, token=...) as wallet: await wallet.get_balance(ref)`.
+
+    `token` defaults to the WALLET_TOKEN environment variable; pass "" to send none.
+    """
 
     def __init__(
         self,

@@ -20,7 +20,10 @@ Amount = str | Decimal | int
 
 
 class WalletClient:
-    """`with WalletClient("127.0.0.1:50051", token=...) as wallet: wallet.get_balance(ref)`."""
+    """`with WalletClient("127.0.0.1:50051", token=...) as wallet: wallet.get_balance(ref)`.
+
+    `token` defaults to the WALLET_TOKEN environment variable; pass "" to send none.
+    """
 
     def __init__(
         self,

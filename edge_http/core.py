@@ -27,7 +27,7 @@ def build_client(settings: EdgeSettings) -> AsyncWalletClient:
     """The client as the edge uses it: one attempt per call (the edge keeps its own deadline)."""
     root_certificates = settings.core_tls_ca.read_bytes() if settings.core_tls_ca is not None else None
     kwargs: dict[str, Any] = {
-        "token": settings.core_token or None,
+        "token": settings.core_token,  # "" sends no token (never WALLET_TOKEN)
         "root_certificates": root_certificates,
         "timeout": settings.edge_core_attempt_timeout,
         "max_attempts": 1,

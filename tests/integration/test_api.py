@@ -318,8 +318,18 @@ def test_a_token_for_one_client_cannot_see_or_move_another_clients_money(
     assert dump(core.engine) == before
 
 
-@pytest.mark.parametrize("token", [None, "", "wrong-token"])
+@pytest.mark.parametrize("token", ["", "wrong-token"])
 def test_calls_without_a_valid_token_are_refused(core: Core, token: str | None) -> None:
     with WalletClient(core.target, token=token) as anonymous:
         with pytest.raises(Unauthenticated):
             anonymous.open_account(ALICE)
+
+
+def test_the_client_reads_its_token_from_wallet_token(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.servers import TOKENS
+
+    monkeypatch.setenv("WALLET_TOKEN", TOKENS["fanteam"])
+    with WalletClient(core.target) as from_environment:
+        assert from_environment.open_account(ALICE)[1]
+    with WalletClient(core.target, token="") as anonymous, pytest.raises(Unauthenticated):
+        anonymous.get_balance(ALICE)
