@@ -333,3 +333,23 @@ def test_the_client_reads_its_token_from_wallet_token(core: Core, monkeypatch: p
         assert from_environment.open_account(ALICE)[1]
     with WalletClient(core.target, token="") as anonymous, pytest.raises(Unauthenticated):
         anonymous.get_balance(ALICE)
+
+
+def test_32_callers_over_grpc_cannot_overdraw_one_wallet(wallet: WalletClient, core: Core) -> None:
+    """DESIGN section 3 over real sockets: 32 threads x 20 debits, money for exactly 100 of them."""
+    from tests.support.hammer import Outcomes, race
+
+    wallet.open_account(ALICE)
+    wallet.deposit("fund", ALICE, "100.00")
+    outcomes = Outcomes()
+
+    def debit(n: int, i: int) -> None:
+        try:
+            wallet.debit([stake(f"t{n}-{i}", "1.00")])
+            outcomes.record_ok("debit", ALICE.user_id, 100)
+        except InsufficientFunds as refusal:
+            outcomes.record_refusal(refusal.reason)
+
+    race(32, 20, debit)
+    assert (outcomes.count("debit"), outcomes.refused) == (100, {"INSUFFICIENT_FUNDS": 540})
+    assert wallet.get_balance(ALICE).balance == Decimal("0.00")
