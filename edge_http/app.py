@@ -86,8 +86,8 @@ def create_app(settings: EdgeSettings, wallet: Any | None = None) -> falcon.asgi
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/bets", BetsResource(placer, settings.edge_max_body_bytes))
-    app.add_route("/winners", WinnersResource(settler, settings.edge_max_body_bytes))
+    app.add_route("/bets", BetsResource(placer, settings.edge_max_body_bytes, settings.edge_body_timeout))
+    app.add_route("/winners", WinnersResource(settler, settings.edge_max_body_bytes, settings.edge_body_timeout))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(Readiness(client)))
     app.add_route("/metrics", MetricsResource(metrics))
@@ -116,15 +116,19 @@ def run(settings: EdgeSettings, **uvicorn_options: Any) -> None:
     """Serve the edge with uvicorn on `settings.http_addr` until interrupted (the `wallet edge` command).
 
     uvicorn's own proxy-header handling is off: the edge reads X-Forwarded-For itself, and only
-    from the proxies in `edge_trusted_proxies`.
+    from the proxies in `edge_trusted_proxies`. A connection that does not complete its request
+    headers within `edge_header_timeout` is closed (`edge_http.server`).
     """
     import uvicorn
+
+    from edge_http.server import protocol_with_deadline
 
     app = create_app(settings)
     host, port = settings.listen()
     options: dict[str, Any] = {
         "host": host, "port": port, "proxy_headers": False, "server_header": False,
         "lifespan": "on", "log_config": None, "access_log": False,
+        "http": protocol_with_deadline(settings.edge_header_timeout),
     }
     options.update(uvicorn_options)
     uvicorn.run(app, **options)

@@ -18,7 +18,7 @@ from edge_http.auth import parse_networks, parse_tokens
 class EdgeSettings(BaseSettings):
     """How the betflex edge listens, whom it believes, and how it reaches the wallet core."""
 
-    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     http_addr: str = "127.0.0.1:8080"
     core_addr: str = "127.0.0.1:50051"
@@ -29,6 +29,8 @@ class EdgeSettings(BaseSettings):
     edge_allow: str = ""
     edge_trusted_proxies: str = ""
     edge_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    edge_header_timeout: float = Field(default=10.0, gt=0)
+    edge_body_timeout: float = Field(default=10.0, gt=0)
     edge_bets_deadline: float = Field(default=3.0, gt=0)
     edge_core_attempt_timeout: float = Field(default=1.0, gt=0)
     edge_cancel_deadline: float = Field(default=3.0, gt=0)

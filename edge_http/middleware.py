@@ -59,7 +59,8 @@ class CallbackObserver:
         record: CallbackRecord | None = getattr(req.context, "callback", None)
         if record is None:
             return
-        await drain(req)
+        if record.outcome != "request_timeout":  # a body too slow to arrive is not waited for again
+            await drain(req)
         seconds = time.perf_counter() - req.context.started
         status = resp.status_code
         if record.outcome == "error":  # no resource decided: an HTTP error raised by Falcon, or a bug

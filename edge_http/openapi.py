@@ -46,6 +46,7 @@ def _ref(name: str) -> dict[str, str]:
 TRANSPORT_RESPONSES = {
     "401": _json(_error(["unauthorized"]), "No or wrong `Authorization: Bearer <token>`. Nothing was done."),
     "403": _json(_error(["forbidden"]), "The caller's address is not in the allowlist. Nothing was done."),
+    "408": _json(_error(["request_timeout"]), "The body did not arrive in time. Nothing was done."),
     "413": _json(_error(["payload_too_large"]), "The body is larger than the configured cap. Nothing was done."),
     "415": _json(_error(["unsupported_media_type"]), "The body is not `application/json`. Nothing was done."),
     "500": _json(_error(["internal_error"]), "The edge failed unexpectedly; the outcome is unknown: deliver again."),

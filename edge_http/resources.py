@@ -6,6 +6,7 @@ Authentication, the allowlist, size and content-type checks happen before these 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import falcon
@@ -24,15 +25,28 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
-    """The whole body, refused as soon as it grows past `limit` bytes (also when sent chunked)."""
+class BodyTooSlow(Exception):
+    pass
+
+
+async def read_body(req: falcon.asgi.Request, limit: int, timeout: float | None = None) -> bytes:
+    """The whole body, refused as soon as it grows past `limit` bytes (also when sent chunked),
+    or when it has not fully arrived within `timeout` seconds (a slow or never-ending body)."""
     chunks = []
     size = 0
-    async for chunk in req.stream:
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+
+    async def read() -> None:
+        nonlocal size
+        async for chunk in req.stream:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise BodyTooSlow from None
     return b"".join(chunks)
 
 
@@ -42,17 +56,22 @@ class _Callback:
     # the status of a body that cannot be used: 402 on /bets (the only refusal betflex reads there)
     invalid_status = 400
 
-    def __init__(self, max_body_bytes: int) -> None:
+    def __init__(self, max_body_bytes: int, body_timeout: float | None = None) -> None:
         self._max_body_bytes = max_body_bytes
+        self._body_timeout = body_timeout
 
     async def _body(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> bytes | None:
         record: CallbackRecord = req.context.callback
         try:
-            return await read_body(req, self._max_body_bytes)
+            return await read_body(req, self._max_body_bytes, self._body_timeout)
         except BodyTooLarge:
             record.outcome = "payload_too_large"
             send_error(resp, 413, "payload_too_large", f"the body may hold at most {self._max_body_bytes} bytes")
-            return None
+        except BodyTooSlow:
+            record.outcome = "request_timeout"
+            send_error(resp, 408, "request_timeout", f"the body did not arrive within {self._body_timeout:g} s")
+        resp.set_header("Connection", "close")  # the rest of the body is not worth waiting for
+        return None
 
     def _invalid(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, error: BodyError) -> None:
         record: CallbackRecord = req.context.callback
@@ -67,8 +86,8 @@ class BetsResource(_Callback):
     route = "/bets"
     invalid_status = 402
 
-    def __init__(self, placer: BetPlacer, max_body_bytes: int) -> None:
-        super().__init__(max_body_bytes)
+    def __init__(self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None) -> None:
+        super().__init__(max_body_bytes, body_timeout)
         self._placer = placer
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -107,8 +126,8 @@ class WinnersResource(_Callback):
 
     route = "/winners"
 
-    def __init__(self, settler: Settler, max_body_bytes: int) -> None:
-        super().__init__(max_body_bytes)
+    def __init__(self, settler: Settler, max_body_bytes: int, body_timeout: float | None = None) -> None:
+        super().__init__(max_body_bytes, body_timeout)
         self._settler = settler
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:

@@ -8,6 +8,7 @@ message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated
 
@@ -102,11 +103,31 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-unty
     if not body.strip():
         raise BodyError("invalid_request", "the body is empty; a JSON object is expected")
     try:
-        return decoder.decode(body)
+        parsed = decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise BodyError("invalid_request", _with_path_first(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise BodyError("invalid_request", str(exc)) from None
+    except RecursionError:
+        raise BodyError("invalid_request", "JSON is nested too deeply") from None
+    _refuse_duplicate_keys(body)
+    return parsed
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(key for key in keys if keys.count(key) > 1)
+        raise BodyError("invalid_request", f"the key {duplicate[:40]!r} appears twice in one object; the body is ambiguous")
+    return dict(pairs)
+
+
+def _refuse_duplicate_keys(body: bytes) -> None:
+    """A key twice in one object (`{"bets": [...], "bets": [...]}`) is refused: msgspec keeps the last,
+    another reader (a proxy, a log, betflex itself) may take the first, and money must not depend on it.
+    Runs only on bodies msgspec already accepted, so the input is valid JSON of bounded depth."""
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise BodyError("invalid_request", "JSON is nested too deeply") from None
 

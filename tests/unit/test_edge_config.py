@@ -85,3 +85,9 @@ def test_an_edge_without_a_token_or_the_insecure_flag_is_not_built() -> None:
 
     with pytest.raises(EdgeConfigError, match="WALLET_EDGE_TOKENS"):
         create_app(EdgeSettings(edge_tokens="", insecure_no_auth=False))
+
+
+def test_a_bad_token_setting_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        EdgeSettings(edge_tokens="good-token,,sha256:nothex")
+    assert "good-token" not in str(caught.value)
