@@ -233,6 +233,45 @@ def reconcile(db: str | None, config: Path | None) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="1 s per point and 1,000 wallets: a smoke run in well under a minute.")
+@click.option("--duration", type=click.FloatRange(min=1), default=None,
+              help="Seconds per point, for us and for pgbench [default: 10, 1 with --quick].")
+@click.option("--wallets", type=click.IntRange(min=1, max=10_000_000), default=None,
+              help="Funded wallets for the random-wallet scenarios [default: 10000, 1000 with --quick].")
+@click.option("--scenarios", default="A,B,C,D", show_default=True,
+              help="Scenarios (A, B, C, D) or points (A1, A16, A64, B16, B64, C64, D64), comma-separated.")
+@click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True,
+              help="Load generator processes (callers are spread over them).")
+@click.option("--pg", "server_url", default="postgresql://postgres@127.0.0.1:5432/postgres", show_default=True,
+              envvar="WALLET_BENCH_POSTGRES_URL",
+              help="PostgreSQL server on this machine; a throwaway database is created there and dropped.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where the JSON and PNG go [default: bench/results].")
+@click.option("--profile", is_flag=True, help="Sample the core (and the edge) with py-spy during A64 and C64.")
+def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: str, processes: int,
+          server_url: str, out_dir: Path | None, profile: bool) -> None:
+    """Load-test the core (gRPC) and the edge (HTTP) on PostgreSQL, side by side with pgbench."""
+    from bench.report import table
+    from bench.runner import RESULTS_DIR, Options, command_line, run, select_points
+
+    try:
+        select_points(scenarios)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    options = Options(
+        duration=duration or (1.0 if quick else 10.0), wallets=wallets or (1_000 if quick else 10_000),
+        scenarios=scenarios, processes=processes, server_url=server_url, out_dir=out_dir or RESULTS_DIR,
+        profile=profile, quick=quick, command=command_line(sys.argv[1:]),
+    )
+    try:
+        report = run(options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(table(report))
+    click.echo(f"results: {report['files']['json']}\nplot:    {report['files']['png']}")
+
+
 # ---------------------------------------------------------------- operator commands (gRPC)
 
 

@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     grpc_tokens: str = Field(default="", repr=False)
     grpc_tls_cert: Path | None = None
     grpc_tls_key: Path | None = None
-    grpc_workers: int = Field(default=32, gt=0, le=1024)
+    grpc_workers: int = Field(default=128, gt=0, le=1024)
     grpc_max_message_bytes: int = Field(default=1_048_576, gt=0)
     db_pool_size: int = Field(default=20, gt=0, le=500)
     # NoDecode: WALLET_CURRENCIES is `FUN=2,BTC=8` (parsed by _currencies), not JSON

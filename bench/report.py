@@ -1,0 +1,88 @@
+"""The run's report on the terminal (a table) and as a PNG (throughput and p99 against concurrency)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def table(report: dict[str, Any]) -> str:
+    header = (f"{'point':<6} {'calls/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
+              f"{'gen CPU':>8} {'core CPU':>8} {'edge CPU':>8} {'busy%':>6} {'pgbench/s':>10} {'pg p99':>7} "
+              f"{'ratio':>6}")
+    lines = [header, "-" * len(header)]
+    for p in report["points"]:
+        lat, base = p["latency_ms"], p["baseline"] or {}
+        cores = p["service_cores"]
+        lines.append(
+            f"{p['name']:<6} {p['throughput']:>9.1f} {_f(lat['p50'])} {_f(lat['p95'])} {_f(lat['p99'])} "
+            f"{p['errors']:>7d} {p['loadgen']['cores']:>7.2f}c {cores.get('core', 0):>7.2f}c "
+            f"{_c(cores.get('edge'))} {p['machine_busy_percent']:>6.0f} "
+            f"{_n(base.get('tps')):>10} {_f((base.get('latency_ms') or {}).get('p99'), 7)} "
+            f"{_r(p['ratio'])}"
+        )
+    lines.append("")
+    lines.append("gen CPU: cores used by the load generator's processes (busy% is the whole machine, "
+                 f"{report['machine']['cpus']} CPUs); ratio: successful calls/s / pgbench transactions/s")
+    core = report.get("core", {})
+    edge = report.get("edge", {})
+    lines.append(f"core peak RSS: {core.get('peak_rss_mb')} MB" + (f"; edge peak RSS: {edge.get('peak_rss_mb')} MB"
+                                                                    if edge else ""))
+    rec = report.get("reconcile", {})
+    lines.append(f"reconcile after the run: {'clean' if rec.get('ok') else 'VIOLATIONS'}")
+    for t in report.get("targets", []):
+        lines.append(f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: " + ", ".join(
+            f"{k}={v}" for k, v in t.items() if k not in {"target", "met", "point"}))
+    return "\n".join(lines)
+
+
+def _f(value: float | None, width: int = 8) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'-':>{width}}"
+
+
+def _n(value: float | None) -> str:
+    return f"{value:.1f}" if value is not None else "-"
+
+
+def _c(value: float | None) -> str:
+    return f"{value:>7.2f}c" if value is not None else f"{'-':>8}"
+
+
+def _r(value: float | None) -> str:
+    return f"{value:>5.2f}x" if value is not None else f"{'-':>6}"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_tp, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
+    styles = {"A": ("tab:blue", "o"), "B": ("tab:red", "s"), "C": ("tab:green", "^"), "D": ("tab:purple", "v")}
+    labels = {"A": "A gRPC Debit, random wallet", "B": "B gRPC Debit, hot wallet", "C": "C HTTP /bets",
+              "D": "D HTTP /winners"}
+    for scenario, (color, marker) in styles.items():
+        points = sorted((p for p in report["points"] if p["scenario"] == scenario), key=lambda p: p["concurrency"])
+        if not points:
+            continue
+        x = [p["concurrency"] for p in points]
+        ax_tp.plot(x, [p["throughput"] for p in points], marker=marker, color=color, label=labels[scenario])
+        base = [(p["concurrency"], p["baseline"]["tps"]) for p in points if p["baseline"]]
+        if base:
+            ax_tp.plot(*zip(*base), marker=marker, color=color, linestyle="--", alpha=0.6,
+                       label=f"{scenario} pgbench baseline")
+        ax_p99.plot(x, [p["latency_ms"]["p99"] or 0 for p in points], marker=marker, color=color,
+                    label=labels[scenario])
+    for ax, title, unit in ((ax_tp, "Throughput", "calls/s"), (ax_p99, "p99 latency", "ms")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent callers")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    ax_p99.axhline(50, color="grey", linestyle=":", linewidth=1)
+    fig.suptitle(f"wallet bench {report['started'][:19]} ({report['machine']['cpus']} CPUs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,188 @@
+"""The core and the edge as separate processes on 127.0.0.1, and what they cost (CPU, peak RSS).
+
+They run as `python -m wallet_core.cli core|edge`, configured by WALLET_* variables like a
+deployment, so their CPU and memory are measured apart from the load generator's, and py-spy
+can attach to them by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    address: str
+    log_path: Path
+    peak_rss: int = 0
+    _ps: psutil.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def ps(self) -> psutil.Process:
+        if self._ps is None:
+            self._ps = psutil.Process(self.pid)
+        return self._ps
+
+    def cpu_seconds(self) -> float:
+        try:
+            times = self.ps.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        try:
+            return int(self.ps.memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"the {self.name} exited with status {self.process.returncode}:\n{tail}")
+
+
+@dataclass
+class Stack:
+    core: Service
+    edge: Service | None
+    core_token: str
+    edge_token: str
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (time, core RSS)
+
+    def services(self) -> list[Service]:
+        return [s for s in (self.core, self.edge) if s is not None]
+
+
+class RssSampler(threading.Thread):
+    """Samples the services' RSS every `interval` seconds: peak memory is a maximum over time."""
+
+    def __init__(self, stack: Stack, interval: float = 0.2) -> None:
+        super().__init__(name="bench-rss", daemon=True)
+        self.stack = stack
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self._stop_event.wait(self.interval):
+            for service in self.stack.services():
+                rss = service.rss()
+                service.peak_rss = max(service.peak_rss, rss)
+                if service is self.stack.core:
+                    self.stack.samples.append((round(time.monotonic() - started, 1), rss))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=2)
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "wallet_core.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return process, log_path
+
+
+def _wait_grpc(service: Service, token: str, timeout: float) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    while True:
+        service.check_alive()
+        try:
+            with grpc.insecure_channel(service.address) as channel:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the core did not start within {timeout:g} s; see {service.log_path}")
+        time.sleep(0.2)
+
+
+def _wait_http(service: Service, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        service.check_alive()
+        try:
+            if httpx.get(f"http://{service.address}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the edge did not become ready within {timeout:g} s; see {service.log_path}")
+        time.sleep(0.2)
+
+
+def _stop(service: Service) -> None:
+    if service.process.poll() is None:
+        service.process.terminate()
+        try:
+            service.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+            service.process.wait(timeout=5)
+
+
+@contextmanager
+def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str, str] | None = None,
+                  timeout: float = 60.0) -> Iterator[Stack]:
+    """Start the core (and the edge) on free ports of 127.0.0.1; stop them (SIGTERM, then SIGKILL) at the end."""
+    core_token, edge_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")}
+    grpc_addr = f"127.0.0.1:{free_port()}"
+    env = base | {
+        "WALLET_DATABASE_URL": db_url, "WALLET_GRPC_ADDR": grpc_addr, "WALLET_GRPC_TOKENS": f"{core_token}=*",
+        "WALLET_LOG_LEVEL": "WARNING",
+    } | (core_env or {})
+    process, log_path = _spawn("core", ["core"], env, log_dir)
+    core = Service("core", process, grpc_addr, log_path)
+    edge_service: Service | None = None
+    try:
+        _wait_grpc(core, core_token, timeout)
+        if edge:
+            http_addr = f"127.0.0.1:{free_port()}"
+            edge_env = base | {
+                "WALLET_HTTP_ADDR": http_addr, "WALLET_CORE_ADDR": grpc_addr, "WALLET_CORE_TOKEN": core_token,
+                "WALLET_EDGE_TOKENS": edge_token,
+            }
+            process, log_path = _spawn("edge", ["edge"], edge_env, log_dir)
+            edge_service = Service("edge", process, http_addr, log_path)
+            _wait_http(edge_service, timeout)
+        yield Stack(core, edge_service, core_token, edge_token)
+    finally:
+        if edge_service is not None:
+            _stop(edge_service)
+        _stop(core)
