@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -27,6 +28,16 @@ def credentials(tls: bool, root_certificates: bytes | None) -> grpc.ChannelCrede
     if not tls and root_certificates is None:
         return None
     return grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+
+def open_channel(
+    target: str, *, tls: bool, root_certificates: bytes | None, options: Sequence[tuple[str, Any]], aio: bool
+) -> Any:
+    """A channel to the core, plaintext or TLS, blocking (`grpc`) or asyncio (`grpc.aio`)."""
+    creds = credentials(tls, root_certificates)
+    opts = [*CHANNEL_OPTIONS, *options]
+    module: Any = grpc.aio if aio else grpc
+    return module.secure_channel(target, creds, options=opts) if creds else module.insecure_channel(target, options=opts)
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:

@@ -12,7 +12,7 @@ from tenacity import AsyncRetrying
 
 from clients import _convert as c
 from clients import models as m
-from clients._channel import CHANNEL_OPTIONS, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, credentials, metadata, retry_policy
+from clients._channel import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2_grpc
 
@@ -36,11 +36,7 @@ class AsyncWalletClient:
         max_attempts: int = DEFAULT_ATTEMPTS,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        creds = credentials(tls, root_certificates)
-        opts = [*CHANNEL_OPTIONS, *options]
-        self._channel = (
-            grpc.aio.secure_channel(target, creds, options=opts) if creds else grpc.aio.insecure_channel(target, options=opts)
-        )
+        self._channel = open_channel(target, tls=tls, root_certificates=root_certificates, options=options, aio=True)
         self._stub = wallet_pb2_grpc.WalletStub(self._channel)
         self._metadata = metadata(token)
         self._timeout = timeout

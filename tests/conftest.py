@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from clients import WalletClient
 from tests.support.db import PostgresDatabase, SqliteTemplate, assert_reconciled, empty_postgres, postgres_or_skip
+from tests.support.servers import TOKENS, Core, running_core
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.service import Ledger
 from wallet_core.storage.engine import make_engine
@@ -82,3 +84,17 @@ def ledger(request: pytest.FixtureRequest, engine: Engine, currencies: CurrencyR
     ledger = Ledger(engine, currencies, group_commit=getattr(request, "param", True))
     yield ledger
     ledger.close()
+
+
+@pytest.fixture
+def core(db_url: str) -> Iterator[Core]:
+    """The gRPC core on a real port of 127.0.0.1, on SQLite and on PostgreSQL; reconciled when it stops."""
+    with running_core(db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def wallet(core: Core) -> Iterator[WalletClient]:
+    """A client whose token is allowed the client 'fanteam' only."""
+    with WalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as c:
+        yield c

@@ -6,15 +6,8 @@ import httpx
 import pytest
 
 from clients import AccountRef, WalletClient
-from tests.support.servers import TOKENS, Core, running_core
+from tests.support.servers import Core
 from tests.support.stack import Edge, running_edge
-
-
-@pytest.fixture
-def core(db_url: str) -> Iterator[Core]:
-    """The gRPC core on a real port; reconciled when the test ends."""
-    with running_core(db_url) as c:
-        yield c
 
 
 @pytest.fixture
@@ -27,13 +20,6 @@ def edge(core: Core) -> Iterator[Edge]:
 def http(edge: Edge) -> Iterator[httpx.Client]:
     """betflex: an HTTP client with the edge's token."""
     with edge.client() as c:
-        yield c
-
-
-@pytest.fixture
-def wallet(core: Core) -> Iterator[WalletClient]:
-    """The operator, over gRPC (client fanteam)."""
-    with WalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as c:
         yield c
 
 

@@ -5,20 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from clients import WalletClient
-from tests.support.servers import TOKENS, Core, running_core
-
-
-@pytest.fixture
-def core(db_url: str) -> Iterator[Core]:
-    with running_core(db_url) as c:
-        yield c
-
-
-@pytest.fixture
-def wallet(core: Core) -> Iterator[WalletClient]:
-    """A client whose token is allowed the client 'fanteam' only."""
-    with WalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as c:
-        yield c
+from tests.support.servers import TOKENS, Core
 
 
 @pytest.fixture

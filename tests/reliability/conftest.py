@@ -8,17 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.db import PostgresDatabase, empty_postgres
-from tests.support.servers import Core, running_core
 from wallet_core.storage.engine import make_engine
 
 FIGURES: dict[str, Counter[str]] = {}
-
-
-@pytest.fixture
-def core(db_url: str) -> Iterator[Core]:
-    """The gRPC core in this process, on SQLite and on PostgreSQL; reconciled when it stops."""
-    with running_core(db_url) as c:
-        yield c
 
 
 @pytest.fixture
