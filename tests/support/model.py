@@ -41,10 +41,10 @@ class Model:
 
     def deposit(self, tid: str, user: str, amount: int) -> Result:
         content = ("deposit", user, amount)
+        if amount <= 0:  # bad input is refused before the id is looked at, as for a debit
+            return ("error", "INVALID_AMOUNT")
         if tid in self.decided or tid in self.tombstones:
             return self._replay(tid, content)
-        if amount <= 0:
-            return ("error", "INVALID_AMOUNT")
         self.balances[user] += amount
         return self._decide(tid, content, ("ok", self.balances[user]))
 
@@ -83,10 +83,10 @@ class Model:
 
     def payout(self, tid: str, user: str, amount: int, stake_id: str) -> Result:
         content = ("payout", user, amount, stake_id)
-        if tid in self.decided or tid in self.tombstones:
-            return self._replay(tid, content)
         if amount < 0:
             return ("error", "INVALID_AMOUNT")
+        if tid in self.decided or tid in self.tombstones:
+            return self._replay(tid, content)
         if stake_id in self.tombstones:
             return ("error", "STAKE_CANCELLED")
         stake = self.stakes.get(stake_id)
