@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, Stake, Tx, Wallet
@@ -111,12 +111,12 @@ def write(conn: Connection, book: Book) -> None:
     """Write everything the book's calls changed: multi-row inserts, then updates in lock order."""
     _insert_transactions(conn, book.new_txs)
     if book.new_entries:
-        conn.execute(insert(entries), [
+        _insert(conn, entries, [
             {"transaction_pk": tx.pk, "account_id": account_id, "amount": amount}
             for tx, account_id, amount in book.new_entries
         ])
     if book.new_stakes:
-        conn.execute(insert(stakes), [
+        _insert(conn, stakes, [
             {"transaction_pk": s.tx.pk, "client": s.client, "currency": s.currency, "account_id": s.account_id,
              "amount": s.amount, "state": s.state, "closed_by_pk": s.closed_by.pk if s.closed_by else None}
             for s in book.new_stakes
@@ -131,7 +131,13 @@ def write(conn: Connection, book: Book) -> None:
         if done.rowcount != 1:
             raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
     changed = sorted(book.changed_wallets(), key=lambda w: w.id)
-    if changed:
+    if changed and _is_postgres(conn):  # one statement whatever the number of wallets
+        conn.execute(
+            text("UPDATE accounts SET balance = v.balance FROM unnest(CAST(:ids AS BIGINT[]), CAST(:balances AS BIGINT[]))"
+                 " AS v(id, balance) WHERE accounts.id = v.id"),
+            {"ids": [w.id for w in changed], "balances": [w.balance for w in changed]},
+        )
+    elif changed:
         conn.execute(
             update(accounts).where(accounts.c.id == bindparam("wallet_id")).values(balance=bindparam("new_balance")),
             [{"wallet_id": w.id, "new_balance": w.balance} for w in changed],
@@ -158,12 +164,38 @@ def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:
     for wave in waves:
         if not wave:
             continue
-        result = conn.execute(
-            insert(transactions).returning(transactions.c.id, sort_by_parameter_order=True),
-            [t.row() for t in wave],
-        )
-        for tx, pk in zip(wave, result.scalars().all(), strict=True):
+        for tx, pk in zip(wave, _insert(conn, transactions, [t.row() for t in wave], returning_ids=True), strict=True):
             tx.pk = pk
+
+
+def _is_postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]], *, returning_ids: bool = False) -> list[int]:
+    """Insert `rows`; with `returning_ids`, their new ids in the order of `rows`.
+
+    On PostgreSQL this is one `INSERT ... SELECT FROM unnest(<one array per column>)`, whatever
+    the number of rows: a short statement with one parameter per column, which psycopg parses
+    once and caches, where a multi-row VALUES list (one parameter per cell) is parsed again for
+    every batch and an executemany sends one statement per row. The ids of an identity column
+    are drawn in the order the SELECT produces the rows (ORDER BY ordinality), so sorting the
+    returned ids gives them in the order of `rows` (the property SQLAlchemy's own
+    `sort_by_parameter_order` relies on for PostgreSQL).
+    """
+    if not _is_postgres(conn):
+        if not returning_ids:
+            conn.execute(insert(table), rows)
+            return []
+        result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
+        return list(result.scalars().all())
+    columns = list(rows[0])
+    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=conn.dialect)}[])" for c in columns)
+    names = ", ".join(columns)
+    sql = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY"
+           f" AS u({names}, ordinality) ORDER BY ordinality" + (" RETURNING id" if returning_ids else ""))
+    result = conn.execute(text(sql), {c: [row[c] for row in rows] for c in columns})
+    return sorted(result.scalars().all()) if returning_ids else []
 
 
 def record_failures(conn: Connection, now: datetime, failures: Sequence[Failure]) -> None:
