@@ -107,7 +107,7 @@ def run(options: Options) -> dict[str, Any]:
             "quick": options.quick, "scenarios": [p.name for p in points], "profile": options.profile,
             "core_env": _core_env(options),
         },
-        "points": [], "core": {}, "edge": {}, "reconcile": {}, "targets": [], "profiles": {},
+        "points": [], "core": {}, "edge": {}, "reconcile": {}, "targets": [],
     }
     with tempfile.TemporaryDirectory(prefix="wallet-bench-") as tmp, \
             database.throwaway_database(options.server_url) as db_url:
