@@ -2,7 +2,8 @@
 
 `running_edge(core_target, ...)` serves `edge_http.app.create_app` with uvicorn in a thread
 of the test process, on 127.0.0.1 and a free port; the core comes from `running_core`.
-`free_port`, `wait_until` and `spawn` help the tests that run them as separate processes.
+`spawn` runs `wallet ...` as a separate process; `free_port` and `wait_until` come from
+`tests.support.processes`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ import uvicorn
 
 from edge_http.app import create_app
 from edge_http.config import EdgeSettings
+from tests.support.processes import free_port, wait_until
 from tests.support.servers import TOKENS
 
 EDGE_TOKEN = "tok-betflex-edge"
@@ -41,12 +42,6 @@ class Edge:
     def client(self, token: str | None = EDGE_TOKEN, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -72,18 +67,6 @@ def running_edge(core_target: str, *, core_token: str = TOKENS["fanteam"], **set
         server.should_exit = True
         thread.join(15)
         sock.close()
-
-
-def wait_until(condition: Callable[[], object], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(message)
 
 
 def wallet_command() -> list[str]:
