@@ -8,12 +8,15 @@ then system accounts (updated last, ascending id). Writes are multi-row statemen
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.elements import TextClause
 
 from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, Stake, Tx, Wallet
 from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
@@ -168,6 +171,9 @@ def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:
             tx.pk = pk
 
 
+_POSTGRES = postgresql.dialect()
+
+
 def _is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
@@ -189,13 +195,19 @@ def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]], *, retur
             return []
         result = conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
         return list(result.scalars().all())
-    columns = list(rows[0])
-    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=conn.dialect)}[])" for c in columns)
-    names = ", ".join(columns)
-    sql = (f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY"
-           f" AS u({names}, ordinality) ORDER BY ordinality" + (" RETURNING id" if returning_ids else ""))
-    result = conn.execute(text(sql), {c: [row[c] for row in rows] for c in columns})
+    columns = tuple(rows[0])
+    statement = _unnest_insert(table, columns, returning_ids)
+    result = conn.execute(statement, {c: [row[c] for row in rows] for c in columns})
     return sorted(result.scalars().all()) if returning_ids else []
+
+
+@functools.cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], returning_ids: bool) -> TextClause:
+    """The PostgreSQL INSERT ... SELECT FROM unnest statement for these columns, built once per process."""
+    arrays = ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=_POSTGRES)}[])" for c in columns)
+    names = ", ".join(columns)
+    return text(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY"
+                f" AS u({names}, ordinality) ORDER BY ordinality" + (" RETURNING id" if returning_ids else ""))
 
 
 def record_failures(conn: Connection, now: datetime, failures: Sequence[Failure]) -> None:
