@@ -43,7 +43,7 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
             context.abort_with_status(status_of(error))
             raise  # unreachable: abort_with_status raises
         except Exception:
-            log.exception("internal error in %s", getattr(context, "method", lambda: "?")())
+            log.exception("internal error; the call was answered INTERNAL")
             context.abort(grpc.StatusCode.INTERNAL, "internal error")
             raise
 
