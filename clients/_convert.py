@@ -124,6 +124,19 @@ def cancel(client: str, transaction_id: str, reference: str) -> tuple[str, Any, 
     return "Cancel", request, parse
 
 
+def fence(client: str, transaction_ids: Sequence[str], reference: str) -> tuple[str, Any, Any]:
+    request = pb.FenceRequest(client=client, transaction_ids=list(transaction_ids), reference=reference)
+
+    def parse(r: pb.FenceResponse) -> m.FenceResult:
+        return m.FenceResult(tuple(
+            m.FencedId(f.transaction_id, enum_in(pb.FenceOutcome, f.outcome, m.FenceOutcome),  # type: ignore[arg-type]
+                       transaction(f.transaction), f.reason, f.replayed)
+            for f in r.results
+        ))
+
+    return "Fence", request, parse
+
+
 def list_transactions(account_ref: m.AccountRef, page_size: int, page_token: str) -> tuple[str, Any, Any]:
     request = pb.ListTransactionsRequest(account=ref(account_ref), page_size=page_size, page_token=page_token)
     return "ListTransactions", request, lambda r: m.TransactionPage(

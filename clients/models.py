@@ -44,6 +44,12 @@ class CancelOutcome(enum.StrEnum):
     NOT_APPLIED = "not_applied"
 
 
+class FenceOutcome(enum.StrEnum):
+    FENCED = "fenced"
+    APPLIED = "applied"
+    REFUSED = "refused"
+
+
 @dataclass(frozen=True)
 class AccountRef:
     """A user wallet: one per (client, user id, currency)."""
@@ -101,6 +107,22 @@ class CancelResult:
     outcome: CancelOutcome
     transaction: Transaction
     replayed: bool
+
+
+@dataclass(frozen=True)
+class FencedId:
+    """What a Fence found for one id: FENCED and REFUSED can never be applied; APPLIED was, and stays."""
+
+    transaction_id: str
+    outcome: FenceOutcome
+    transaction: Transaction
+    reason: str  # REFUSED: the refusal's reason, e.g. "INSUFFICIENT_FUNDS"
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    results: tuple[FencedId, ...]
 
 
 @dataclass(frozen=True)

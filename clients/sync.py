@@ -96,6 +96,11 @@ class WalletClient:
         return self.credit(transaction_id, account, amount, m.Purpose.PAYOUT,
                            settles_transaction_id=settles_transaction_id, reference=reference, timeout=timeout)
 
+    def fence(self, client: str, transaction_ids: Sequence[str], *, reference: str = "",
+              timeout: float | None = None) -> m.FenceResult:
+        """Make the outcome of these ids final without moving money (see the Fence RPC)."""
+        return self._do(c.fence(client, transaction_ids, reference), timeout)  # type: ignore[no-any-return]
+
     # ---------------------------------------------------------------- reads
 
     def list_transactions(self, account: m.AccountRef, page_size: int = 50, page_token: str = "", *,

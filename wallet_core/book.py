@@ -29,6 +29,9 @@ from wallet_core.domain import (
     CreditResult,
     DebitItem,
     DebitResult,
+    FencedId,
+    FenceOutcome,
+    FenceResult,
     Purpose,
     StakeState,
     TransactionView,
@@ -68,8 +71,15 @@ class CancelCall:
     reference: str
 
 
-Call = DebitCall | CreditCall | CancelCall
-Outcome = DebitResult | CreditResult | CancelResult | errors.WalletError
+@dataclass(frozen=True)
+class FenceCall:
+    client: str
+    transaction_ids: tuple[str, ...]
+    reference: str
+
+
+Call = DebitCall | CreditCall | CancelCall | FenceCall
+Outcome = DebitResult | CreditResult | CancelResult | FenceResult | errors.WalletError
 
 
 # ---------------------------------------------------------------- rows in memory
@@ -166,6 +176,8 @@ class Book:
                 return self.debit(call)
             if isinstance(call, CreditCall):
                 return self.credit(call)
+            if isinstance(call, FenceCall):
+                return self.fence(call)
             return self.cancel(call)
         except errors.WalletError as refusal:
             if isinstance(call, CreditCall) and call.command.purpose == Purpose.PAYOUT:
@@ -315,12 +327,7 @@ class Book:
     def cancel(self, call: CancelCall) -> CancelResult:
         target = self.txs.get((call.client, call.transaction_id))
         if target is None:
-            tomb = self._add_tx(Tx(
-                client=call.client, transaction_id=call.transaction_id, purpose=Purpose.CANCEL,
-                status=TxStatus.TOMBSTONE, account_id=None, user_id="", currency="", amount=0, balance_after=None,
-                reference=call.reference, request_hash=fingerprint("tombstone", call.client, call.transaction_id),
-                created_at=self.now,
-            ))
+            tomb = self._tombstone(call.client, call.transaction_id, call.reference)
             return CancelResult(CancelOutcome.TOMBSTONED, self.view(tomb), replayed=False)
         if target.status == TxStatus.TOMBSTONE:
             return CancelResult(CancelOutcome.TOMBSTONED, self.view(target), replayed=True)
@@ -354,7 +361,34 @@ class Book:
         self._close(stake, StakeState.CANCELLED, tx)
         return CancelResult(CancelOutcome.REVERSED, self.view(tx), replayed=False)
 
+    # ------------------------------------------------------------ fence
+
+    def fence(self, call: FenceCall) -> FenceResult:
+        """Settle the fate of every id at once, moving no money: an id never seen is tombstoned
+        (a Debit with it is refused from now on); an id already used is reported as it stands."""
+        results = []
+        for transaction_id in call.transaction_ids:
+            tx = self.txs.get((call.client, transaction_id))
+            if tx is None:
+                tomb = self._tombstone(call.client, transaction_id, call.reference)
+                results.append(FencedId(transaction_id, FenceOutcome.FENCED, self.view(tomb), "", replayed=False))
+            elif tx.status == TxStatus.TOMBSTONE:
+                results.append(FencedId(transaction_id, FenceOutcome.FENCED, self.view(tx), "", replayed=True))
+            elif tx.status == TxStatus.REFUSED:
+                reason = tx.error_reason or errors.WalletError.reason
+                results.append(FencedId(transaction_id, FenceOutcome.REFUSED, self.view(tx), reason, replayed=True))
+            else:
+                results.append(FencedId(transaction_id, FenceOutcome.APPLIED, self.view(tx), "", replayed=True))
+        return FenceResult(results)
+
     # ------------------------------------------------------------ helpers
+
+    def _tombstone(self, client: str, transaction_id: str, reference: str) -> Tx:
+        return self._add_tx(Tx(
+            client=client, transaction_id=transaction_id, purpose=Purpose.CANCEL, status=TxStatus.TOMBSTONE,
+            account_id=None, user_id="", currency="", amount=0, balance_after=None, reference=reference,
+            request_hash=fingerprint("tombstone", client, transaction_id), created_at=self.now,
+        ))
 
     def _add_tx(self, tx: Tx) -> Tx:
         self.new_txs.append(tx)

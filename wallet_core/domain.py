@@ -64,6 +64,14 @@ class CancelOutcome(enum.StrEnum):
     NOT_APPLIED = "not_applied"
 
 
+class FenceOutcome(enum.StrEnum):
+    """What a fence found for one transaction id. It never moves money."""
+
+    FENCED = "fenced"  # never seen before (tombstoned now) or tombstoned earlier: it can never be applied
+    APPLIED = "applied"  # it was applied (money moved); left exactly as it is
+    REFUSED = "refused"  # a debit with that id was refused by the ledger; it can never be applied
+
+
 @dataclass(frozen=True)
 class AccountKey:
     """A user wallet: one per (client, user id, currency)."""
@@ -140,6 +148,20 @@ class CancelResult:
     outcome: CancelOutcome
     transaction: TransactionView
     replayed: bool
+
+
+@dataclass(frozen=True)
+class FencedId:
+    transaction_id: str
+    outcome: FenceOutcome
+    transaction: TransactionView  # the tombstone, the applied transaction, or the refused debit
+    reason: str  # for REFUSED: the stable reason of the refusal (e.g. "INSUFFICIENT_FUNDS")
+    replayed: bool  # FENCED: the tombstone already existed
+
+
+@dataclass(frozen=True)
+class FenceResult:
+    results: list[FencedId]  # in the order of the request's ids
 
 
 @dataclass(frozen=True)

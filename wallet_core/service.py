@@ -37,7 +37,18 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from wallet_core import errors
-from wallet_core.book import Book, CancelCall, Call, CreditCall, DebitCall, Failure, Outcome, not_found, transaction_view
+from wallet_core.book import (
+    Book,
+    CancelCall,
+    Call,
+    CreditCall,
+    DebitCall,
+    Failure,
+    FenceCall,
+    Outcome,
+    not_found,
+    transaction_view,
+)
 from wallet_core.committer import Committer
 from wallet_core.currencies import Currency, CurrencyRegistry
 from wallet_core.domain import (
@@ -53,6 +64,7 @@ from wallet_core.domain import (
     CreditResult,
     DebitItem,
     DebitResult,
+    FenceResult,
     Purpose,
     SettlementFailureView,
     TransactionPage,
@@ -196,6 +208,24 @@ class Ledger:
         check_identifier("transaction_id", transaction_id)
         check_reference(reference)
         return self._submit(CancelCall(client, transaction_id, reference))  # type: ignore[return-value]
+
+    def fence(self, client: str, transaction_ids: Sequence[str], reference: str = "") -> FenceResult:
+        """Make the fate of each id final without moving money: tombstone the unknown ones, report the rest.
+
+        For a caller whose Debit's outcome is unknown (its deadline passed): afterwards every id is
+        either APPLIED (the debit happened), REFUSED or FENCED (it never will). Never reverses anything.
+        """
+        check_identifier("client", client)
+        if not transaction_ids:
+            raise errors.InvalidArgument("a fence needs at least one transaction id")
+        if len(transaction_ids) > MAX_DEBIT_ITEMS:
+            raise errors.InvalidArgument(f"a fence takes at most {MAX_DEBIT_ITEMS} ids, got {len(transaction_ids)}")
+        for n, transaction_id in enumerate(transaction_ids):
+            check_identifier(f"transaction_ids[{n}]", transaction_id)
+        if len(set(transaction_ids)) != len(transaction_ids):
+            raise errors.InvalidArgument("the transaction ids of a fence must be distinct")
+        check_reference(reference)
+        return self._submit(FenceCall(client, tuple(transaction_ids), reference))  # type: ignore[return-value]
 
     def close(self) -> None:
         """Finish the calls in flight and stop the committer; the engine stays the caller's."""

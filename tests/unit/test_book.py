@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from wallet_core import errors
-from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Wallet
+from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, FenceCall, Wallet
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.domain import (
     AccountKey,
@@ -15,6 +15,7 @@ from wallet_core.domain import (
     CancelOutcome,
     CreditCommand,
     DebitItem,
+    FenceOutcome,
     Purpose,
     StakeState,
     TxStatus,
@@ -152,3 +153,30 @@ def test_blocked_and_unknown_wallets_refuse_debits(book: Book) -> None:
     book.wallets[ALICE].status = "blocked"
     assert isinstance(book.apply(stake(("b1", ALICE, "1.00"))), errors.AccountBlocked)
     assert isinstance(book.apply(stake(("b2", AccountKey("fanteam", "ghost", "EUR"), "1.00"))), errors.AccountNotFound)
+
+
+# ------------------------------------------------------------------ fence
+
+
+def test_a_fence_tombstones_unknown_ids_reports_the_rest_and_moves_no_money(book: Book) -> None:
+    book.apply(stake(("taken", ALICE, "15.00")))
+    book.apply(stake(("refused", ALICE, "500.00")))
+    entries, balance = len(book.new_entries), book.wallets[ALICE].balance
+    result = book.apply(FenceCall("fanteam", ("taken", "refused", "new"), "deadline"))
+    assert not isinstance(result, errors.WalletError)
+    assert [(r.outcome, r.reason) for r in result.results] == [
+        (FenceOutcome.APPLIED, ""), (FenceOutcome.REFUSED, "INSUFFICIENT_FUNDS"), (FenceOutcome.FENCED, ""),
+    ]
+    assert len(book.new_entries) == entries and book.wallets[ALICE].balance == balance
+    assert book.txs[("fanteam", "taken")].stake.state == StakeState.OPEN
+    assert isinstance(book.apply(stake(("new", ALICE, "1.00"))), errors.StakeCancelled)
+
+
+def test_a_fence_is_idempotent_and_agrees_with_cancel_on_tombstones(book: Book) -> None:
+    first = book.apply(FenceCall("fanteam", ("b1",), ""))
+    again = book.apply(FenceCall("fanteam", ("b1",), ""))
+    assert not isinstance(first, errors.WalletError) and not isinstance(again, errors.WalletError)
+    assert (first.results[0].replayed, again.results[0].replayed) == (False, True)
+    cancel = book.apply(CancelCall("fanteam", "b1", ""))
+    assert not isinstance(cancel, errors.WalletError)
+    assert cancel.outcome == CancelOutcome.TOMBSTONED and cancel.replayed

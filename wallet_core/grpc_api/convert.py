@@ -92,3 +92,13 @@ def failure_out(view: domain.SettlementFailureView) -> pb.SettlementFailure:
         attempts=view.attempts, first_seen=timestamp(view.first_seen), last_seen=timestamp(view.last_seen),
         resolved_at=timestamp(view.resolved_at),
     )
+
+
+def fence_out(result: domain.FenceResult) -> pb.FenceResponse:
+    return pb.FenceResponse(results=[
+        pb.FencedId(
+            transaction_id=r.transaction_id, outcome=enum_out(pb.FenceOutcome, r.outcome),
+            transaction=transaction_out(r.transaction), reason=r.reason, replayed=r.replayed,
+        )
+        for r in result.results
+    ])

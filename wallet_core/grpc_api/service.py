@@ -100,6 +100,12 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
         return self._call(context, lambda: [request.client], work)
 
+    def Fence(self, request: pb.FenceRequest, context: grpc.ServicerContext) -> pb.FenceResponse:
+        return self._call(
+            context, lambda: [request.client],
+            lambda: convert.fence_out(self.ledger.fence(request.client, list(request.transaction_ids), request.reference)),
+        )
+
     # ---------------------------------------------------------------- reads
 
     def ListTransactions(

@@ -18,12 +18,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import TextClause
 
-from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, Stake, Tx, Wallet
+from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, FenceCall, Stake, Tx, Wallet
 from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
 from wallet_core.storage.schema import accounts, entries, settlement_failures, stakes, transactions
 
 
-def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall]) -> None:
+def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall]) -> None:
     """Fill `book` with every row the calls name; lock the wallets and the stakes they may change."""
     names: set[tuple[str, str]] = set()
     keys: set[AccountKey] = set()
@@ -39,6 +39,8 @@ def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | 
             if cmd.purpose == Purpose.PAYOUT:
                 names.add((cmd.account.client, cmd.settles_transaction_id))
                 closing.add((cmd.account.client, cmd.settles_transaction_id))
+        elif isinstance(call, FenceCall):  # reads only: a fence changes no wallet and closes no stake
+            names.update((call.client, transaction_id) for transaction_id in call.transaction_ids)
         else:
             names.add((call.client, call.transaction_id))
             closing.add((call.client, call.transaction_id))
