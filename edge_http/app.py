@@ -21,6 +21,7 @@ from edge_http.core import LazyWallet, Readiness
 from edge_http.metrics import EdgeMetrics
 from edge_http.middleware import CallbackGuard, CallbackObserver, WalletLifecycle
 from edge_http.openapi import openapi_document
+from edge_http.port import WalletPort
 from edge_http.placement import BetPlacer
 from edge_http.resources import (
     BetsResource,
@@ -31,6 +32,7 @@ from edge_http.resources import (
     WinnersResource,
 )
 from edge_http.responses import send_error
+from edge_http.retry import CallPolicy
 from edge_http.settlement import Settler
 
 log = logging.getLogger("edge_http")
@@ -40,8 +42,8 @@ class EdgeConfigError(ValueError):
     """The settings cannot make a safe edge (e.g. no token and no explicit insecure mode)."""
 
 
-def create_app(settings: EdgeSettings, wallet: Any | None = None) -> falcon.asgi.App:
-    """Build the edge. `wallet` is an `AsyncWalletClient` (or anything with its methods); when it is
+def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falcon.asgi.App:
+    """Build the edge. `wallet` is an `AsyncWalletClient` (or anything with the `WalletPort` calls); when it is
     not given, the app builds one from the settings and closes it at shutdown. A given client
     stays the caller's to close.
     """
@@ -61,17 +63,14 @@ def create_app(settings: EdgeSettings, wallet: Any | None = None) -> falcon.asgi
     client: Any = LazyWallet(settings) if wallet is None else wallet
     metrics = EdgeMetrics()
 
+    calls = CallPolicy(attempt_timeout=settings.edge_core_attempt_timeout)
     placer = BetPlacer(
         client, metrics,
-        bets_deadline=settings.edge_bets_deadline,
-        attempt_timeout=settings.edge_core_attempt_timeout,
-        cancel_deadline=settings.edge_cancel_deadline,
+        bets_deadline=settings.edge_bets_deadline, fence_deadline=settings.edge_fence_deadline, calls=calls,
     )
     settler = Settler(
         client, metrics,
-        deadline=settings.edge_winners_deadline,
-        attempt_timeout=settings.edge_core_attempt_timeout,
-        concurrency=settings.edge_settle_concurrency,
+        deadline=settings.edge_winners_deadline, calls=calls, concurrency=settings.edge_settle_concurrency,
     )
 
     app = falcon.asgi.App(

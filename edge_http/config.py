@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from edge_http.auth import parse_networks, parse_tokens
@@ -33,7 +33,11 @@ class EdgeSettings(BaseSettings):
     edge_body_timeout: float = Field(default=10.0, gt=0)
     edge_bets_deadline: float = Field(default=3.0, gt=0)
     edge_core_attempt_timeout: float = Field(default=1.0, gt=0)
-    edge_cancel_deadline: float = Field(default=3.0, gt=0)
+    # how long the edge tries to fence the bets of a Debit whose outcome it does not know
+    edge_fence_deadline: float = Field(
+        default=3.0, gt=0, validation_alias=AliasChoices("wallet_edge_fence_deadline", "wallet_edge_cancel_deadline",
+                                                         "edge_fence_deadline", "edge_cancel_deadline"),
+    )
     edge_winners_deadline: float = Field(default=3.0, gt=0)
     edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
     insecure_no_auth: bool = False

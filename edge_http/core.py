@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
-from clients import AccountRef, AsyncWalletClient
+from clients import Account, AccountRef, AsyncWalletClient, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
 from clients.errors import Unauthenticated, WalletError
 
 from edge_http import errors
 from edge_http.config import EdgeSettings
+from edge_http.port import WalletPort
 
 log = logging.getLogger("edge_http.core")
 
@@ -38,7 +41,7 @@ def build_client(settings: EdgeSettings) -> AsyncWalletClient:
 
 
 class LazyWallet:
-    """Stands for an AsyncWalletClient made on first use, in the running loop."""
+    """Stands for an AsyncWalletClient made on first use, in the running loop (a `WalletPort`)."""
 
     def __init__(self, settings: EdgeSettings) -> None:
         self._settings = settings
@@ -53,17 +56,25 @@ class LazyWallet:
             self._loop = loop
         return self._client
 
-    async def debit(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._get().debit(*args, **kwargs)
+    async def debit(self, items: Sequence[DebitItem], *, timeout: float | None = None) -> DebitResult:
+        return await self._get().debit(items, timeout=timeout)
 
-    async def credit(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._get().credit(*args, **kwargs)
+    async def fence(
+        self, client: str, transaction_ids: Sequence[str], *, reference: str = "", timeout: float | None = None
+    ) -> FenceResult:
+        return await self._get().fence(client, transaction_ids, reference=reference, timeout=timeout)
 
-    async def cancel(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._get().cancel(*args, **kwargs)
+    async def credit(
+        self, transaction_id: str, account: AccountRef, amount: str | Decimal | int, purpose: Purpose, *,
+        settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
+    ) -> CreditResult:
+        return await self._get().credit(
+            transaction_id, account, amount, purpose,
+            settles_transaction_id=settles_transaction_id, reference=reference, timeout=timeout,
+        )
 
-    async def get_balance(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._get().get_balance(*args, **kwargs)
+    async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
+        return await self._get().get_balance(account, timeout=timeout)
 
     async def close(self) -> None:
         client, self._client, self._loop = self._client, None, None
@@ -79,7 +90,7 @@ class Readiness:
     refused cannot serve a single callback.
     """
 
-    def __init__(self, wallet: Any, timeout: float = READY_TIMEOUT) -> None:
+    def __init__(self, wallet: WalletPort, timeout: float = READY_TIMEOUT) -> None:
         self._wallet = wallet
         self._timeout = timeout
 

@@ -7,6 +7,9 @@ an error no row knows gets `wallet_unavailable`.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from clients.errors import (
     AccountBlocked,
     AccountNotFound,
@@ -43,7 +46,7 @@ class EdgeCallFailed(WalletError):
         Exception.__init__(self, message)
         self.message = message
 
-# POST /bets: every one of these is answered with 402 and {"error": code}.
+# POST /bets: the {"error": code} of a 402 (and of the 409, duplicate_bet_conflict) for a core error.
 BETS_CODES: dict[type[WalletError], str] = {
     InsufficientFunds: "insufficient_funds",
     AccountNotFound: "wallet_not_found",
@@ -81,6 +84,12 @@ DEFINITE: tuple[type[WalletError], ...] = (
     StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable, IdempotencyConflict,
     Unauthenticated, PermissionDenied,
 )
+# Refusals the ledger records for every item of the Debit, in the commit that refuses it: a
+# decision about every bet of the slip, replayed as such to every later delivery.
+RECORDED_REFUSALS: tuple[type[WalletError], ...] = (InsufficientFunds, AccountNotFound, AccountBlocked)
+# Definite Debit answers that say an id was used before (a conflict, a tombstone): what the ids
+# are now is learnt by fencing them.
+SEEN_BEFORE: tuple[type[WalletError], ...] = (IdempotencyConflict, StakeCancelled)
 # The core refused the edge itself: a configuration fault (WALLET_CORE_TOKEN or the clients it may touch).
 CONFIGURATION: tuple[type[WalletError], ...] = (Unauthenticated, PermissionDenied)
 # Failures of the way to the core, not answers of the core: a later call may succeed.
@@ -129,3 +138,18 @@ def reason_of(error: WalletError) -> str:
 
 def message_of(error: WalletError) -> str:
     return str(getattr(error, "message", "") or error or type(error).__name__)
+
+
+log = logging.getLogger("edge_http.core")
+
+
+def note_core_error(metrics: Any, error: WalletError, call: str, subject: object) -> None:
+    """Count a failed core call, and log what an operator must act on (never a definite refusal)."""
+    metrics.core_error(reason_of(error))
+    if isinstance(error, CONFIGURATION):
+        log.error(
+            "the wallet core refused the edge's own credentials on %s (%s): check WALLET_CORE_TOKEN and the "
+            "clients it may touch", call, reason_of(error),
+        )
+    elif not is_definite(error):
+        log.warning("%s for %s failed: %s %s", call, subject, reason_of(error), message_of(error))

@@ -1,43 +1,48 @@
-"""POST /bets as a use case: take every stake of a callback atomically, or prove nothing was taken.
+"""POST /bets as a use case: one decision per bet (DESIGN §5).
 
-The promise to betflex is that **a 402 means no money moved**. So a refusal is only given
-when it is certain:
+For every bet uid the ledger decides once, in one commit, whether its stake is taken; every
+delivery of every slip that names it is answered consistently with that decision:
 
-1. Until `bets_deadline` runs out, the same idempotent Debit is sent again, each attempt
-   with `min(attempt_timeout, time left)`. A success or a refusal by the core is definite and
-   answered at once.
-2. Any attempt that ended in a timeout, a broken connection, or an error nobody knows sets
-   `maybe_applied`: the Debit may be sitting in the core.
-3. If the deadline runs out and no attempt may have been applied (every connection failed
-   to open), the answer is a refusal: nothing reached the ledger.
-4. Otherwise every bet's transaction id is Cancelled (retried within `cancel_deadline`):
-   a taken stake is reversed, an unknown id is tombstoned so that the Debit, if it arrives
-   later, is refused. When every Cancel is confirmed the answer is a refusal; when any is
-   not, nobody knows whether money moved, and the answer is **Unresolved** (HTTP 503),
-   never a refusal.
+| the core says                                              | betflex gets              |
+|------------------------------------------------------------|---------------------------|
+| the Debit is applied (now, or replayed with this content)  | 200                       |
+| a refusal it recorded for every bet (funds, wallet, block) | 402 with its code         |
+| after a fence: every bet fenced or refused                 | 402                       |
+| after a fence: some bet taken, by other content or another slip | 409 duplicate_bet_conflict |
+| after a fence: every bet taken, and our Debit replays      | 200 (the stored result)   |
+| nothing it could confirm in time                           | 503: deliver again        |
+
+1. The Debit of all the slip's stakes is sent, and sent again (it is idempotent) until it is
+   answered or `bets_deadline` passes (`CallPolicy.until`).
+2. Any answer that is not a decision recorded for every bet (a deadline passed, a connection
+   failed or broke, a validation refusal, a conflict, a tombstone) is followed by a **Fence** of
+   every bet id: the core tombstones the ids it never saw and reports the rest as they stand,
+   in one commit, moving no money. From its answer the table above decides. A fence never
+   reverses anything, and a failed connect is never taken as proof that nothing was taken.
+3. A body that cannot be used but whose bet uids can be read is refused only after those uids
+   are fenced too, so that its 402 stays true for every later delivery.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
-from clients import AccountRef, CancelOutcome, DebitItem, Purpose
-from clients.errors import StakeCancelled, WalletError
+from clients import AccountRef, DebitItem, DebitResult, FenceOutcome, FenceResult, Purpose
+from clients.errors import BY_REASON, IdempotencyConflict, WalletError
 
 from edge_http import errors
 from edge_http.betflex import pool_reference, stake_id
 from edge_http.metrics import EdgeMetrics
-from edge_http.retry import Backoff, call_core
-from edge_http.schemas import BetsBody, user_id
+from edge_http.port import WalletPort
+from edge_http.retry import CallPolicy
+from edge_http.schemas import BetsBody, BodyError, decode_bets, slip_ids, user_id
 
 log = logging.getLogger("edge_http.bets")
 
-CONFIRMED_CANCELS = frozenset({CancelOutcome.REVERSED, CancelOutcome.TOMBSTONED, CancelOutcome.NOT_APPLIED})
+FENCE_REFERENCE = "betflex: /bets outcome unknown or refused; fenced by the edge"
 
 
 @dataclass(frozen=True)
@@ -49,169 +54,208 @@ class TakenBet:
 
 @dataclass(frozen=True)
 class Placed:
+    """Every bet of the slip is taken with this content (HTTP 200)."""
+
     bets: list[TakenBet]
     replayed: bool
 
 
 @dataclass(frozen=True)
 class Refused:
-    """Nothing was taken; betflex gets 402 with this code."""
+    """None of the slip's bets is taken and none ever will be, on the core's word (HTTP 402)."""
 
     code: str
     message: str
 
 
 @dataclass(frozen=True)
+class Conflict:
+    """A bet uid of the slip is taken with other content, or the slip mixes taken and new bets (HTTP 409)."""
+
+    message: str
+    taken: list[int] = field(default_factory=list)
+    code: str = "duplicate_bet_conflict"
+
+
+@dataclass(frozen=True)
 class Unresolved:
-    """Neither the Debit nor its Cancel could be confirmed: money may have moved (HTTP 503)."""
+    """The core could not confirm what happened: deliver again (HTTP 503)."""
 
     message: str
     unconfirmed: list[str] = field(default_factory=list)
 
 
-Placement = Placed | Refused | Unresolved
+Placement = Placed | Refused | Conflict | Unresolved
 
 
-def format_amount(value: Any) -> str:
+def http_status(placement: Placement) -> int:
+    """The one mapping from a placement to the status betflex reads."""
+    if isinstance(placement, Placed):
+        return 200
+    if isinstance(placement, Refused):
+        return 402
+    if isinstance(placement, Conflict):
+        return 409
+    return 503
+
+
+def format_amount(value: Decimal | None) -> str:
     """A balance as a plain decimal string ("0.00000000", never "0E-8")."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return str(value)
+    return "" if value is None else format(value, "f")
 
 
-def _state_name(value: Any) -> str:
-    name = getattr(value, "name", None)
-    return str(name if name is not None else value or "").upper()
-
-
-def _cancelled(transaction: Any) -> bool:
-    """A Debit replayed after its stake was reversed returns the stake, now CANCELLED: not a taken bet."""
-    return _state_name(getattr(transaction, "stake_state", "")).endswith("CANCELLED")
+def debit_items(body: BetsBody) -> list[DebitItem]:
+    result = []
+    for index, entry in enumerate(body.bets):
+        account = AccountRef(entry.user.client, user_id(entry.user.uid, f"$.bets[{index}].user.uid"), entry.pool.currency)
+        result.append(DebitItem(
+            stake_id(entry.user.client, entry.bet.uid), account, entry.bet.amount, Purpose.STAKE,
+            pool_reference(entry.pool.uid),
+        ))
+    return result
 
 
 class BetPlacer:
     def __init__(
-        self,
-        wallet: Any,
-        metrics: EdgeMetrics,
-        *,
-        bets_deadline: float,
-        attempt_timeout: float,
-        cancel_deadline: float,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        self, wallet: WalletPort, metrics: EdgeMetrics, *, bets_deadline: float, fence_deadline: float, calls: CallPolicy,
     ) -> None:
         self._wallet = wallet
         self._metrics = metrics
         self._bets_deadline = bets_deadline
-        self._attempt_timeout = attempt_timeout
-        self._cancel_deadline = cancel_deadline
-        self._clock = clock
-        self._sleep = sleep
+        self._fence_deadline = fence_deadline
+        self._calls = calls
 
-    def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
-
-    @staticmethod
-    def items(body: BetsBody) -> list[DebitItem]:
-        result = []
-        for index, entry in enumerate(body.bets):
-            account = AccountRef(entry.user.client, user_id(entry.user.uid, f"$.bets[{index}].user.uid"), entry.pool.currency)
-            result.append(DebitItem(
-                stake_id(entry.user.client, entry.bet.uid), account, entry.bet.amount, Purpose.STAKE,
-                pool_reference(entry.pool.uid),
-            ))
-        return result
+    async def handle(self, raw: bytes) -> tuple[BetsBody | None, Placement]:
+        """A raw /bets body → (the decoded body if it could be used, the decision)."""
+        try:
+            body = decode_bets(raw)
+        except BodyError as error:
+            return None, await self.refuse_invalid(raw, error)
+        return body, await self.place(body)
 
     async def place(self, body: BetsBody) -> Placement:
         client = body.bets[0].user.client
-        items = self.items(body)
+        items = debit_items(body)
         uids = [entry.bet.uid for entry in body.bets]
-        deadline = self._now() + self._bets_deadline
-        maybe_applied = False
-        last: WalletError | None = None
-        backoff = Backoff(self._sleep)
-        while (remaining := deadline - self._now()) > 0:
-            try:
-                result = await call_core(
-                    lambda timeout: self._wallet.debit(items, timeout=timeout), min(self._attempt_timeout, remaining)
-                )
-            except WalletError as error:
-                self._core_error(error, "Debit", uids)
-                if errors.is_definite(error):
-                    return Refused(errors.bets_code(error), errors.message_of(error))
-                last = error
-                maybe_applied = maybe_applied or errors.maybe_applied(error)
-                await backoff.pause(deadline - self._now())
-                continue
-            return self._taken(uids, result)
+        deadline = self._calls.now() + self._bets_deadline
+        try:
+            result = await self._calls.until(deadline, lambda timeout: self._wallet.debit(items, timeout=timeout))
+        except WalletError as error:
+            self._core_error(error, "Debit", uids)
+            if isinstance(error, errors.RECORDED_REFUSALS):
+                # the ledger recorded this refusal for every bet of the slip, in one commit
+                return Refused(errors.bets_code(error), errors.message_of(error))
+            if isinstance(error, errors.CONFIGURATION):
+                return Unresolved("the wallet refused the edge's own credentials; nothing is known; retry later")
+            refusal = error if errors.is_definite(error) else None
+            return await self._fence(client, uids, [item.transaction_id for item in items], refusal, items)
+        return self._taken(uids, result)
 
-        if not maybe_applied:
-            reason = f" ({errors.message_of(last)})" if last is not None else ""
-            return Refused(errors.WALLET_UNAVAILABLE, f"the wallet could not be reached{reason}; nothing was taken")
-        return await self._cancel(client, items, uids)
-
-    def _taken(self, uids: Sequence[int], result: Any) -> Placement:
-        transactions = list(result.transactions)
-        if any(_cancelled(tx) for tx in transactions):
-            # the stakes were reversed after an earlier delivery could not be confirmed
-            return Refused(
-                errors.BETS_CODES[StakeCancelled],
-                "these bets were cancelled after an earlier delivery could not be confirmed; nothing is taken",
-            )
-        bets = [
-            TakenBet(uid, tx.transaction_id, format_amount(tx.balance_after)) for uid, tx in zip(uids, transactions)
+    async def refuse_invalid(self, raw: bytes, error: BodyError) -> Placement:
+        """A body that cannot be used: 402 with its error, once every bet uid it names is fenced."""
+        named = slip_ids(raw)
+        if not named:
+            return Refused(error.code, error.message)
+        outcomes = [
+            await self._fence(client, uids, [stake_id(client, uid) for uid in uids], BodyRefusal(error))
+            for client, uids in named.items()
         ]
-        return Placed(bets, bool(getattr(result, "replayed", False)))
+        return _worst(outcomes)
 
-    async def _cancel(self, client: str, items: Sequence[DebitItem], uids: list[int]) -> Placement:
-        deadline = self._now() + self._cancel_deadline
-        transaction_ids = [item.transaction_id for item in items]
-        outcomes = await asyncio.gather(
-            *(self._cancel_one(client, item.transaction_id, item.reference, deadline, uids) for item in items)
+    # ------------------------------------------------------------------ the decision after a fence
+
+    async def _fence(
+        self, client: str, uids: list[int], ids: list[str], refusal: WalletError | None,
+        items: Sequence[DebitItem] = (),
+    ) -> Placement:
+        """Fence every id; decide from what the core reports.
+
+        `refusal` is the Debit's definite answer, if it had one; without one the Debit's outcome is
+        unknown, and `items` is that Debit, replayed to learn whether the taken bets are this slip's.
+        """
+        deadline = self._calls.now() + self._fence_deadline
+        try:
+            fenced = await self._calls.until(
+                deadline, lambda timeout: self._wallet.fence(client, ids, reference=FENCE_REFERENCE, timeout=timeout)
+            )
+        except WalletError as error:
+            self._core_error(error, "Fence", uids)
+            if errors.is_definite(error) and not isinstance(error, errors.CONFIGURATION):
+                # the core refuses these ids outright (not identifiers it accepts): no Debit can ever take them
+                return self._void(uids, FenceResult(()), refusal or error)
+            return self._unresolved(client, uids, ids, "the wallet could not confirm the outcome of these bets")
+        by_id = {r.transaction_id: r for r in fenced.results}
+        if set(by_id) != set(ids):
+            log.error("the core's fence answer names other ids than asked: %s", sorted(by_id))
+            return self._unresolved(client, uids, ids, "the wallet's answer could not be read")
+        applied = [uid for uid, i in zip(uids, ids) if by_id[i].outcome == FenceOutcome.APPLIED]
+        if not applied:
+            return self._void(uids, fenced, refusal)
+        if len(applied) < len(ids) or refusal is not None:
+            return Conflict(
+                f"bets {applied} are already taken with other content or in another slip; nothing more was taken",
+                taken=applied,
+            )
+        # every bet is taken: by our own Debit (its answer was lost) or by other content; the Debit says which
+        assert items, "a Debit of unknown outcome is replayed"
+        try:
+            result = await self._calls.until(deadline, lambda timeout: self._wallet.debit(items, timeout=timeout))
+        except IdempotencyConflict:
+            return Conflict(f"bets {uids} are already taken with other content; nothing more was taken", taken=uids)
+        except WalletError as error:
+            self._core_error(error, "Debit", uids)
+            return self._unresolved(client, uids, ids, "the bets are taken but the wallet could not confirm their content")
+        return self._taken(uids, result)
+
+    def _void(self, uids: list[int], fenced: FenceResult, refusal: WalletError | None) -> Refused:
+        """Every bet is fenced or refused: none is taken, none ever will be. The most telling code wins."""
+        if isinstance(refusal, BodyRefusal):
+            return Refused(refusal.error.code, refusal.error.message)
+        if refusal is not None and not isinstance(refusal, errors.SEEN_BEFORE):
+            return Refused(errors.bets_code(refusal), errors.message_of(refusal))
+        refused = next((r for r in fenced.results if r.outcome == FenceOutcome.REFUSED), None)
+        if refused is not None:
+            cls = BY_REASON.get(refused.reason, WalletError)
+            return Refused(errors.bets_code(cls(refused.reason)), f"the wallet refused these bets ({refused.reason})")
+        if refusal is not None:  # fenced by an earlier delivery that could not be confirmed
+            return Refused(errors.WALLET_UNAVAILABLE, "these bets were voided earlier; nothing was taken and nothing will be")
+        log.warning("the wallet did not take bets %s in time; they are fenced and will never be taken", uids)
+        return Refused(
+            errors.WALLET_UNAVAILABLE, "the wallet did not take these bets in time; nothing was taken and nothing will be"
         )
-        unconfirmed = [t for t, outcome in zip(transaction_ids, outcomes) if outcome not in CONFIRMED_CANCELS]
-        if not unconfirmed:
-            log.warning(
-                "the wallet did not confirm the debit of bets %s in time; cancelled them (%s)",
-                uids, ", ".join(_state_name(o) for o in outcomes),
-            )
-            return Refused(
-                errors.WALLET_UNAVAILABLE, "the wallet did not answer in time; the bets were cancelled and nothing was taken"
-            )
-        self._metrics.unresolved_bets.inc(len(transaction_ids))
+
+    def _taken(self, uids: Sequence[int], result: DebitResult) -> Placed:
+        bets = [
+            TakenBet(uid, tx.transaction_id, format_amount(tx.balance_after))
+            for uid, tx in zip(uids, result.transactions)
+        ]
+        return Placed(bets, result.replayed)
+
+    def _unresolved(self, client: str, uids: list[int], ids: list[str], what: str) -> Unresolved:
+        self._metrics.unresolved_bets.inc(len(ids))
         log.error(
-            "UNRESOLVED bets %s of client %r: the debit may have been applied and the cancel of %s could not be "
-            "confirmed; answered 503 so that betflex retries. Check these transaction ids in the wallet.",
-            uids, client, unconfirmed,
+            "UNRESOLVED bets %s of client %r: %s; answered 503 so that betflex delivers again", uids, client, what,
         )
-        return Unresolved("outcome unknown; retry this callback", unconfirmed)
-
-    async def _cancel_one(self, client: str, transaction_id: str, reference: str, deadline: float, uids: list[int]) -> Any:
-        backoff = Backoff(self._sleep)
-        while (remaining := deadline - self._now()) > 0:
-            try:
-                result = await call_core(
-                    lambda timeout: self._wallet.cancel(client, transaction_id, reference=reference, timeout=timeout),
-                    min(self._attempt_timeout, remaining),
-                )
-            except WalletError as error:
-                self._core_error(error, "Cancel", uids)
-                if errors.is_definite(error):
-                    log.error("the wallet refused to cancel %r: %s", transaction_id, errors.message_of(error))
-                    return None
-                await backoff.pause(deadline - self._now())
-                continue
-            return result.outcome
-        return None
+        return Unresolved(f"{what}; deliver this callback again", ids)
 
     def _core_error(self, error: WalletError, call: str, uids: Sequence[int]) -> None:
-        self._metrics.core_error(errors.reason_of(error))
-        if isinstance(error, errors.CONFIGURATION):
-            log.error(
-                "the wallet core refused the edge's own credentials on %s (%s): check WALLET_CORE_TOKEN and the "
-                "clients it may touch", call, errors.reason_of(error),
-            )
-        elif not errors.is_definite(error):
-            log.warning("%s for bets %s failed: %s %s", call, list(uids), errors.reason_of(error), errors.message_of(error))
+        errors.note_core_error(self._metrics, error, call, f"bets {list(uids)}")
 
+
+class BodyRefusal(WalletError):
+    """The edge's own refusal of an unusable body, carried through the fence decision."""
+
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, error: BodyError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _worst(outcomes: list[Placement]) -> Placement:
+    """Several clients' fences of one unusable body: unknown beats conflict beats refusal."""
+    for kind in (Unresolved, Conflict):
+        found = next((o for o in outcomes if isinstance(o, kind)), None)
+        if found is not None:
+            return found
+    return outcomes[0]

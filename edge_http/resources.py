@@ -15,9 +15,9 @@ import falcon.asgi
 from edge_http.core import Readiness
 from edge_http.logs import CallbackRecord
 from edge_http.metrics import EdgeMetrics
-from edge_http.placement import BetPlacer, Placed, Refused, Unresolved
+from edge_http.placement import BetPlacer, Conflict, Placed, Refused, Unresolved, http_status
 from edge_http.responses import send_error, send_json
-from edge_http.schemas import BodyError, decode_bets, decode_winners
+from edge_http.schemas import BodyError, decode_winners
 from edge_http.settlement import Settler
 
 
@@ -84,7 +84,6 @@ class BetsResource(_Callback):
     """POST /bets: take every stake of the callback, atomically."""
 
     route = "/bets"
-    invalid_status = 402
 
     def __init__(self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None) -> None:
         super().__init__(max_body_bytes, body_timeout)
@@ -95,30 +94,27 @@ class BetsResource(_Callback):
         raw = await self._body(req, resp)
         if raw is None:
             return
-        try:
-            body = decode_bets(raw)
-        except BodyError as error:
-            return self._invalid(req, resp, error)
-        record.client = body.bets[0].user.client
-        record.bet_uids = [entry.bet.uid for entry in body.bets]
-        record.pool_uids = [entry.pool.uid for entry in body.bets]
-
-        placement = await self._placer.place(body)
+        body, placement = await self._placer.handle(raw)
+        if body is not None:
+            record.client = body.bets[0].user.client
+            record.bet_uids = [entry.bet.uid for entry in body.bets]
+            record.pool_uids = [entry.pool.uid for entry in body.bets]
+        status = http_status(placement)
         if isinstance(placement, Placed):
             record.outcome = "ok"
-            send_json(resp, 200, {
+            send_json(resp, status, {
                 "status": "ok",
                 "bets": [{"uid": b.uid, "transaction_id": b.transaction_id, "balance": b.balance} for b in placement.bets],
             })
-        elif isinstance(placement, Refused):
+        elif isinstance(placement, (Refused, Conflict)):
             record.outcome = placement.code
             record.message = placement.message
-            send_error(resp, 402, placement.code, placement.message)
+            send_error(resp, status, placement.code, placement.message)
         else:
             assert isinstance(placement, Unresolved)
             record.outcome = "outcome_unknown"
             record.message = placement.message
-            send_error(resp, 503, "wallet_unavailable", placement.message)
+            send_error(resp, status, "wallet_unavailable", placement.message)
 
 
 class WinnersResource(_Callback):

@@ -1,4 +1,11 @@
-"""Pauses between attempts of an idempotent call to the core."""
+"""One policy for every call the edge makes to the core: attempts until a deadline, with backoff.
+
+Every wallet call is idempotent by its transaction id, so a call whose outcome is unknown (a
+timeout, a broken or refused connection) is simply made again, each attempt bounded by
+`min(attempt_timeout, time left)`, until it gets an answer of the core or the deadline passes.
+tenacity drives the attempts; the clock, the sleep and the jitter's random source are injected,
+so the deterministic simulation (tests/sim) runs this very code on simulated time.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,23 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from clients.errors import WalletError
 
-from edge_http.errors import EdgeCallFailed
+from edge_http.errors import EdgeCallFailed, is_definite
 
 T = TypeVar("T")
 log = logging.getLogger("edge_http.core")
 
 # How long past its own timeout a call may run before the edge gives up on it.
 GRACE = 0.25
+# Pauses between attempts: 50 ms doubling to 400 ms, each drawn in [50 %, 100 %], never past the deadline.
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 0.4
 
 
 async def call_core(make: Callable[[float], Awaitable[T]], timeout: float) -> T:
@@ -32,15 +45,42 @@ async def call_core(make: Callable[[float], Awaitable[T]], timeout: float) -> T:
         raise EdgeCallFailed(f"the wallet client failed: {type(exc).__name__}") from exc
 
 
-class Backoff:
-    """50 ms doubling to 400 ms, with jitter, never past the time left."""
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
 
-    def __init__(self, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
-        self._sleep = sleep
-        self._next = 0.05
 
-    async def pause(self, remaining: float) -> None:
-        delay = min(self._next * random.uniform(0.5, 1.0), max(remaining, 0.0))
-        self._next = min(self._next * 2, 0.4)
-        if delay > 0:
-            await self._sleep(delay)
+@dataclass(frozen=True)
+class CallPolicy:
+    """How the edge calls the core: `until(deadline, make)` is the one retry loop of the edge."""
+
+    attempt_timeout: float
+    clock: Callable[[], float] = _loop_time
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+    def now(self) -> float:
+        return self.clock()
+
+    async def until(self, deadline: float, make: Callable[[float], Awaitable[T]]) -> T:
+        """The first answer of the core to `make(timeout)`: its result, or its definite refusal (raised).
+
+        Failures of the way to the core are retried until `deadline`; then the last one is raised.
+        At least one attempt is made, however little time is left.
+        """
+
+        def pause(state: RetryCallState) -> float:
+            wanted = min(FIRST_PAUSE * 2 ** (state.attempt_number - 1), MAX_PAUSE) * self.rng.uniform(0.5, 1.0)
+            return max(0.0, min(wanted, deadline - self.clock()))
+
+        retrying = AsyncRetrying(
+            stop=lambda _state: self.clock() >= deadline,
+            wait=pause,
+            retry=retry_if_exception(lambda error: isinstance(error, WalletError) and not is_definite(error)),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                timeout = max(min(self.attempt_timeout, deadline - self.clock()), 0.001)
+                return await call_core(make, timeout)
+        raise AssertionError("unreachable: tenacity re-raises the last failure")  # pragma: no cover

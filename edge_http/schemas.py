@@ -186,3 +186,43 @@ def decode_winners(body: bytes) -> WinnersBody:
                 raise BodyError("invalid_request", f"{at}.bet.uid: bet {entry.bet.uid} appears more than once")
             seen.add(key)
     return parsed
+
+
+# ---------------------------------------------------------------- the bet uids of an unusable /bets body
+
+
+class _NamedUser(msgspec.Struct):
+    client: Name
+
+
+class _NamedBet(msgspec.Struct):
+    uid: Uid
+
+
+class _NamedEntry(msgspec.Struct):
+    user: _NamedUser
+    bet: _NamedBet
+
+
+class _NamedSlip(msgspec.Struct):
+    bets: list[_NamedEntry]
+
+
+_NAMED_DECODER = msgspec.json.Decoder(_NamedSlip)
+
+
+def slip_ids(body: bytes) -> dict[str, list[int]]:
+    """The bet uids an unusable /bets body names, by client ({} when they cannot be read).
+
+    A refusal of such a body must stay true for every later delivery of those uids, so the edge
+    fences them before it answers 402 (edge_http.placement)."""
+    try:
+        named = _NAMED_DECODER.decode(body)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return {}
+    result: dict[str, list[int]] = {}
+    for entry in named.bets:
+        uids = result.setdefault(entry.user.client, [])
+        if entry.bet.uid not in uids:
+            uids.append(entry.bet.uid)
+    return result

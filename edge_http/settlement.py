@@ -6,17 +6,16 @@ is a replay of one that succeeded earlier. Failures are reported per bet; the co
 keeps every refused payout for operators, so the edge stores nothing.
 
 Calls that fail on the way to the core (timeout, unreachable) are repeated, the Credit being
-idempotent, until `deadline` (for the whole callback) runs out; a bet whose first attempt
-could not start before the deadline is reported `wallet_unavailable` without a call.
+idempotent, until `deadline` (for the whole callback) runs out (`CallPolicy.until`, the edge's
+one retry loop); a bet whose first attempt could not start before the deadline is reported
+`wallet_unavailable` without a call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from clients import AccountRef, Purpose
 from clients.errors import WalletError
@@ -24,7 +23,8 @@ from clients.errors import WalletError
 from edge_http import errors
 from edge_http.betflex import payout_id, pool_reference, stake_id
 from edge_http.metrics import EdgeMetrics
-from edge_http.retry import Backoff, call_core
+from edge_http.port import WalletPort
+from edge_http.retry import CallPolicy
 from edge_http.schemas import WinnerEntry, WinnersBody, user_id
 
 log = logging.getLogger("edge_http.winners")
@@ -56,29 +56,16 @@ class Settlement:
 
 class Settler:
     def __init__(
-        self,
-        wallet: Any,
-        metrics: EdgeMetrics,
-        *,
-        deadline: float,
-        attempt_timeout: float,
-        concurrency: int = 16,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        self, wallet: WalletPort, metrics: EdgeMetrics, *, deadline: float, calls: CallPolicy, concurrency: int = 16,
     ) -> None:
         self._wallet = wallet
         self._metrics = metrics
         self._deadline = deadline
-        self._attempt_timeout = attempt_timeout
+        self._calls = calls
         self._concurrency = concurrency
-        self._clock = clock
-        self._sleep = sleep
-
-    def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
 
     async def settle(self, body: WinnersBody) -> Settlement:
-        deadline = self._now() + self._deadline
+        deadline = self._calls.now() + self._deadline
         gate = asyncio.Semaphore(self._concurrency)
         work: list[tuple[WinnerEntry, str]] = []
         for pool in body.pools:
@@ -97,31 +84,14 @@ class Settler:
     async def _settle_one(self, entry: WinnerEntry, reference: str, deadline: float) -> FailedBet | None:
         client, uid = entry.user.client, entry.bet.uid
         account = AccountRef(client, user_id(entry.user.uid, "user.uid"), entry.bet.currency)
-        backoff = Backoff(self._sleep)
-        last: WalletError | None = None
-        while (remaining := deadline - self._now()) > 0:
-            try:
-                await call_core(
-                    lambda timeout: self._wallet.credit(
-                        payout_id(client, uid), account, entry.bet.payout, Purpose.PAYOUT,
-                        settles_transaction_id=stake_id(client, uid), reference=reference, timeout=timeout,
-                    ),
-                    min(self._attempt_timeout, remaining),
-                )
-            except WalletError as error:
-                self._metrics.core_error(errors.reason_of(error))
-                if isinstance(error, errors.CONFIGURATION):
-                    log.error(
-                        "the wallet core refused the edge's own credentials on Credit (%s): check WALLET_CORE_TOKEN "
-                        "and the clients it may touch", errors.reason_of(error),
-                    )
-                if errors.is_definite(error):
-                    return FailedBet(uid, errors.winners_reason(error), errors.message_of(error))
-                last = error
-                await backoff.pause(deadline - self._now())
-                continue
-            return None
-        if last is None:
+        if self._calls.now() >= deadline:
             return FailedBet(uid, errors.WALLET_UNAVAILABLE, "not attempted: the callback's time ran out first; retry")
-        log.warning("Credit for bet %s failed: %s %s", uid, errors.reason_of(last), errors.message_of(last))
-        return FailedBet(uid, errors.winners_reason(last), errors.message_of(last))
+        try:
+            await self._calls.until(deadline, lambda timeout: self._wallet.credit(
+                payout_id(client, uid), account, entry.bet.payout, Purpose.PAYOUT,
+                settles_transaction_id=stake_id(client, uid), reference=reference, timeout=timeout,
+            ))
+        except WalletError as error:
+            errors.note_core_error(self._metrics, error, "Credit", f"bet {uid}")
+            return FailedBet(uid, errors.winners_reason(error), errors.message_of(error))
+        return None

@@ -21,10 +21,15 @@ def balance(wallet: WalletClient, ref: AccountRef = ALICE) -> Decimal:
     return wallet.get_balance(ref).balance
 
 
-def refused(response: httpx.Response, code: str) -> None:
-    assert response.status_code == 402, response.text
+def refused(response: httpx.Response, code: str, status: int = 402) -> None:
+    assert response.status_code == status, response.text
     body = response.json()
     assert body["error"] == code and body["message"], body
+
+
+def conflicted(response: httpx.Response) -> None:
+    """409: a bet uid of the slip is already taken with other content (DESIGN §5); nothing more is taken."""
+    refused(response, "duplicate_bet_conflict", 409)
 
 
 def test_the_example_body_takes_the_stake(http: httpx.Client, funded: WalletClient) -> None:
@@ -60,7 +65,7 @@ def test_the_same_bet_uid_with_other_content_is_a_conflict(
 ) -> None:
     assert http.post("/bets", json=example("bets")).status_code == 200
     before = dump(core.engine)
-    refused(http.post("/bets", json=bets(changed)), "duplicate_bet_conflict")
+    conflicted(http.post("/bets", json=bets(changed)))
     assert dump(core.engine) == before
 
 

@@ -1,4 +1,9 @@
-"""When the core is down or slow, a 402 from /bets still means that no money moved (DESIGN section 5)."""
+"""When the core is down or slow, /bets answers what the core confirmed, never a guess (DESIGN §5).
+
+A failed connect proves nothing (an earlier delivery may have taken the bet), so it is a 503;
+a Debit stuck past the deadline is fenced, never reversed: once the core catches up, the bet
+is taken exactly once and every delivery is answered 200, or it is voided and answered 402.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +27,22 @@ from tests.support.stack import free_port, running_edge, wait_until
 FAST = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
 
 
-def test_core_stopped_is_a_402_and_nothing_moved(funded: WalletClient, core: Core) -> None:
+def test_core_stopped_is_a_503_and_nothing_moved_then_a_redelivery_is_taken(
+    funded: WalletClient, core: Core
+) -> None:
     before = dump(core.engine)
     with running_edge(f"127.0.0.1:{free_port()}", **FAST) as dead, dead.client() as http:
         response = http.post("/bets", json=example("bets"))
-        assert response.status_code == 402, response.text
+        assert response.status_code == 503, response.text  # never a 402 on a failed connect
         assert response.json()["error"] == "wallet_unavailable"
         assert http.get("/readyz").status_code == 503
         settle = http.post("/winners", json=winners(winner(1, "10.00", "20.00")))
         assert settle.status_code == 503 and settle.json()["failed"][0]["reason"] == "wallet_unavailable"
     assert dump(core.engine) == before
+    # betflex delivers again once the core is back: the bet is taken, once
+    with running_edge(core.target, **FAST) as edge, edge.client() as http:
+        assert http.post("/bets", json=example("bets")).status_code == 200
+    assert funded.get_balance(ALICE).balance == Decimal("85.00")
 
 
 @contextmanager
@@ -57,27 +68,19 @@ def core_stalled(engine: Engine, seconds: float) -> Iterator[None]:
         thread.join()
 
 
-def test_core_too_slow_is_a_402_and_the_balance_stays_unchanged(funded: WalletClient, core: Core) -> None:
-    """The Debit is stuck past the callback's deadline; the edge cancels the bet before it answers 402.
-
-    When the core catches up, the stuck Debit is applied and then reversed by the Cancel: the
-    wallet ends where it began, and the bet is cancelled so no redelivery can take it.
-    """
-    with running_edge(core.target, **FAST, edge_cancel_deadline=10.0) as edge, edge.client() as http:
+def test_a_debit_stuck_past_the_deadline_is_fenced_never_reversed(funded: WalletClient, core: Core) -> None:
+    """The Debit waits on a lock past the callback's deadline; the edge fences the bet, and the fence
+    queues behind the Debit: the core reports it applied, so the answer is 200, and nothing is reversed."""
+    with running_edge(core.target, **FAST, edge_fence_deadline=10.0) as edge, edge.client() as http:
         with core_stalled(core.engine, 2.0):
             response = http.post("/bets", json=example("bets"))
-        assert response.status_code == 402, response.text
-        assert response.json()["error"] == "wallet_unavailable"
-        assert funded.get_balance(ALICE).balance == Decimal("100.00")
-        history = funded.list_transactions(ALICE).transactions
-        stake, reversal = (next(t for t in history if t.purpose == p) for p in (Purpose.STAKE, Purpose.CANCEL))
-        assert stake.transaction_id == reversal.transaction_id == "betflex:fanteam:bet:9000001"
-        assert stake.stake_state == StakeState.CANCELLED
-        # a redelivery of the same callback is refused the same way, and still takes nothing
+        assert response.status_code == 200, response.text
+        assert response.json()["bets"][0]["balance"] == "85.00"
         again = http.post("/bets", json=example("bets"))
-        assert (again.status_code, again.json()["error"]) == (402, "wallet_unavailable")
-    time.sleep(0.5)  # anything still queued in the core has landed by now
-    assert funded.get_balance(ALICE).balance == Decimal("100.00")
+        assert (again.status_code, again.json()) == (200, response.json())
+    history = funded.list_transactions(ALICE).transactions
+    assert [t.purpose for t in history].count(Purpose.CANCEL) == 0
+    assert funded.get_balance(ALICE).balance == Decimal("85.00")
 
 
 def test_a_slow_core_within_the_deadline_is_just_slow(funded: WalletClient, core: Core) -> None:
@@ -88,26 +91,25 @@ def test_a_slow_core_within_the_deadline_is_just_slow(funded: WalletClient, core
     assert funded.get_balance(ALICE).balance == Decimal("85.00")
 
 
-def test_when_neither_debit_nor_cancel_is_confirmed_the_answer_is_503_never_402(
+def test_when_neither_debit_nor_fence_is_confirmed_the_answer_is_503_and_the_bet_stays_taken(
     funded: WalletClient, core: Core
 ) -> None:
-    """The core is stuck past both deadlines: nobody knows yet whether money moved, so no 402."""
-    with running_edge(core.target, **FAST, edge_cancel_deadline=1.0) as edge, edge.client() as http:
+    """The core is stuck past both deadlines: nobody knows yet whether money moved, so no 402. When
+    it catches up, the Debit lands first and the fence finds it applied: a redelivery gets 200."""
+    with running_edge(core.target, **FAST, edge_fence_deadline=1.0) as edge, edge.client() as http:
         with core_stalled(core.engine, 3.5):
             response = http.post("/bets", json=example("bets"))
             assert response.status_code == 503, response.text
             assert response.json()["error"] == "wallet_unavailable"
-        # the core catches up: the stuck Debit lands, then the Cancels that were sent reverse it
-        def cancelled() -> bool:
-            history = funded.list_transactions(ALICE).transactions
-            return any(t.purpose == Purpose.STAKE and t.stake_state == StakeState.CANCELLED for t in history)
 
-        wait_until(cancelled, 10, "the edge's Cancel never landed")
-        assert funded.get_balance(ALICE).balance == Decimal("100.00")
-        # betflex retries after the 503: the answer is now a definite 402, and nothing is taken
+        def taken() -> bool:
+            history = funded.list_transactions(ALICE).transactions
+            return any(t.purpose == Purpose.STAKE and t.stake_state == StakeState.OPEN for t in history)
+
+        wait_until(taken, 10, "the stuck Debit never landed")
         again = http.post("/bets", json=example("bets"))
-        assert (again.status_code, again.json()["error"]) == (402, "wallet_unavailable")
-    assert funded.get_balance(ALICE).balance == Decimal("100.00")
+        assert again.status_code == 200, again.text
+    assert funded.get_balance(ALICE).balance == Decimal("85.00")
 
 
 def test_a_slow_core_during_winners_settles_within_the_deadline(
