@@ -20,6 +20,10 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     # the client does its own retries (on UNAVAILABLE only, every wallet call is idempotent)
     ("grpc.enable_retries", 0),
+    # a core that comes back is reached within a second: gRPC's default reconnect backoff grows to
+    # two minutes, during which every call would fail at once although the core is up again
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 

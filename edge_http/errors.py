@@ -92,6 +92,8 @@ RECORDED_REFUSALS: tuple[type[WalletError], ...] = (InsufficientFunds, AccountNo
 SEEN_BEFORE: tuple[type[WalletError], ...] = (IdempotencyConflict, StakeCancelled)
 # The core refused the edge itself: a configuration fault (WALLET_CORE_TOKEN or the clients it may touch).
 CONFIGURATION: tuple[type[WalletError], ...] = (Unauthenticated, PermissionDenied)
+# The core refuses this edge the client a callback names: no delivery through this edge can ever take it.
+NOT_THIS_EDGE: tuple[type[WalletError], ...] = (PermissionDenied,)
 # Failures of the way to the core, not answers of the core: a later call may succeed.
 TRANSPORT: tuple[type[WalletError], ...] = (Unavailable, DeadlineExceeded, TransportError)
 

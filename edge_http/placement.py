@@ -145,8 +145,12 @@ class BetPlacer:
             if isinstance(error, errors.RECORDED_REFUSALS):
                 # the ledger recorded this refusal for every bet of the slip, in one commit
                 return Refused(errors.bets_code(error), errors.message_of(error))
+            if isinstance(error, errors.NOT_THIS_EDGE):
+                # the core will never take these bets from this edge: its token may not act for the client
+                return Refused(errors.bets_code(error), errors.message_of(error))
             if isinstance(error, errors.CONFIGURATION):
-                return Unresolved("the wallet refused the edge's own credentials; nothing is known; retry later")
+                return self._unresolved(client, uids, [i.transaction_id for i in items],
+                                        "the wallet refused the edge's own credentials")
             refusal = error if errors.is_definite(error) else None
             return await self._fence(client, uids, [item.transaction_id for item in items], refusal, items)
         return self._taken(uids, result)

@@ -139,7 +139,9 @@ def test_bad_callback_bodies_get_their_error_and_change_nothing(
     failures = []
     with httpx.Client(base_url=edge.url, timeout=30) as http:
         for name, body, headers, status, code in corpus:
-            before = dump(core.engine)
+            # a refused /bets body whose bet uids can be read fences them (a tombstone, no money): its
+            # 402 then stays true for every later delivery of those uids (DESIGN §5)
+            before = dump(core.engine, tombstones=False)
             try:
                 response = http.post(route, content=body, headers=headers)
                 got = (response.status_code, response.json().get("error"))
@@ -150,7 +152,7 @@ def test_bad_callback_bodies_get_their_error_and_change_nothing(
             if not edge.alive() or http.get("/healthz").status_code != 200:
                 failures.append(f"{name}: the edge went down")
                 break
-            if dump(core.engine) != before:
+            if dump(core.engine, tombstones=False) != before:
                 failures.append(f"{name}: the database changed")
     figures.update(inputs=len(corpus), violations=len(failures))
     assert not failures, "\n".join(failures)
@@ -225,6 +227,11 @@ RPC_CORPUS: list[tuple[str, object, str]] = [
     ("Credit", credit(purpose=pb.PURPOSE_PAYOUT), "INVALID_ARGUMENT"),
     ("Cancel", pb.CancelRequest(client="torture"), "INVALID_ARGUMENT"),
     ("Cancel", pb.CancelRequest(client="torture", transaction_id="t\n1"), "INVALID_ARGUMENT"),
+    ("Fence", pb.FenceRequest(client="torture"), "INVALID_ARGUMENT"),
+    ("Fence", pb.FenceRequest(client="torture", transaction_ids=["a", "a"]), "INVALID_ARGUMENT"),
+    ("Fence", pb.FenceRequest(client="torture", transaction_ids=["t\n1"]), "INVALID_ARGUMENT"),
+    ("Fence", pb.FenceRequest(client="torture", transaction_ids=[f"t{n}" for n in range(101)]), "INVALID_ARGUMENT"),
+    ("Fence", pb.FenceRequest(transaction_ids=["t1"]), "INVALID_ARGUMENT"),
     ("ListTransactions", pb.ListTransactionsRequest(account=ACCOUNT, page_size=-1), "INVALID_ARGUMENT"),
     ("ListTransactions", pb.ListTransactionsRequest(account=ACCOUNT, page_token="!!!"), "INVALID_ARGUMENT"),
     ("ListSettlementFailures", pb.ListSettlementFailuresRequest(client="torture", limit=-1), "INVALID_ARGUMENT"),
