@@ -31,6 +31,7 @@ SYSTEM = {AccountKind.IN_PLAY: 901, AccountKind.HOUSE: 902, AccountKind.CASHIER:
 @pytest.fixture
 def book() -> Book:
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
+    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     b.wallets[BOB] = Wallet(2, BOB, 0, "active", 0)
     return b
