@@ -81,13 +81,21 @@ class _ExactSum:
         if not self.sqlite:
             return func.coalesce(c[label], 0)
         # exact while the total is within int64; past it SQLite turns the product into a float,
-        # which can no longer equal any stored integer, so the comparison still reports it
+        # which `differs` reports
         return func.coalesce(c[f"{label}_high"], 0) * _half() + func.coalesce(c[f"{label}_low"], 0)
+
+    def differs(self, stored: ColumnElement[int], total: ColumnElement[int]) -> ColumnElement[bool]:
+        """`stored` is not exactly `total`; on SQLite a float on either side (an overflowed sum, a
+        balance stored as a float) is never exactly equal to anything."""
+        if not self.sqlite:
+            return stored != total
+        return or_(stored != total, func.typeof(stored) != "integer", func.typeof(total) != "integer")
 
     def nonzero(self, column: ColumnElement[int]) -> ColumnElement[bool]:
         if not self.sqlite:
             return func.sum(column) != 0
-        return func.sum(column.op("/")(_half())) * _half() + func.sum(column.op("%")(_half())) != 0
+        total = func.sum(column.op("/")(_half())) * _half() + func.sum(column.op("%")(_half()))
+        return self.differs(literal_column("0"), total)
 
 
 def _queries(sqlite: bool) -> list[tuple[str, str, object]]:
@@ -133,7 +141,7 @@ def _queries(sqlite: bool) -> list[tuple[str, str, object]]:
             "every account's cached balance equals the sum of its entries",
             select(a.c.id, a.c.client, a.c.kind, a.c.user_id, a.c.currency, a.c.balance)
             .outerjoin(entry_sum, entry_sum.c.account_id == a.c.id)
-            .where(a.c.balance != exact.total(entry_sum, "total")),
+            .where(exact.differs(a.c.balance, exact.total(entry_sum, "total"))),
         ),
         (
             "no_overdraft",
@@ -146,7 +154,7 @@ def _queries(sqlite: bool) -> list[tuple[str, str, object]]:
             "every in_play account holds exactly the sum of its open stakes",
             select(a.c.client, a.c.currency, a.c.balance)
             .outerjoin(open_stakes, and_(open_stakes.c.client == a.c.client, open_stakes.c.currency == a.c.currency))
-            .where(a.c.kind == "in_play", a.c.balance != exact.total(open_stakes, "total")),
+            .where(a.c.kind == "in_play", exact.differs(a.c.balance, exact.total(open_stakes, "total"))),
         ),
         (
             "settlement",
