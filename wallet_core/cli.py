@@ -67,7 +67,6 @@ def _build_ledger(settings: Any) -> Any:
     from wallet_core.currencies import CurrencyRegistry
     from wallet_core.service import Ledger
     from wallet_core.storage.engine import make_engine
-
     from wallet_core.storage.migrate import check_schema
 
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -218,5 +218,6 @@ def test_the_migration_names_the_damage_instead_of_half_applying(old_db_url: str
             upgrade(old_db_url)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert "currencies" not in inspect(engine).get_table_names()  # nothing of 0002 was left behind
     finally:
         engine.dispose()
