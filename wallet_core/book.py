@@ -32,6 +32,7 @@ from wallet_core.domain import (
     FencedId,
     FenceOutcome,
     FenceResult,
+    Posting,
     Purpose,
     StakeState,
     TransactionView,
@@ -167,6 +168,8 @@ class Book:
     new_stakes: list[Stake] = field(default_factory=list)
     closed_stakes: list[Stake] = field(default_factory=list)
     system_deltas: dict[int, int] = field(default_factory=dict)
+    # system account id -> balance as loaded (repository.load), for the storage range rule
+    system_balances: dict[int, int] = field(default_factory=dict)
     resolved_failures: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
 
@@ -199,7 +202,9 @@ class Book:
         needed: dict[AccountKey, int] = {}
         for item, _, minor in call.items:
             needed[item.account] = needed.get(item.account, 0) + minor
-        refusal = self._debit_refusal(needed)
+        refusal = self._debit_refusal(needed) or self._range_refusal(
+            [(self.wallets[item.account], postings(item.purpose, minor)) for item, _, minor in call.items]
+        )
         if refusal is not None:
             for (item, _, minor), h in zip(call.items, call.hashes):
                 wallet = self.wallets.get(item.account)
@@ -265,6 +270,36 @@ class Book:
                 )
         return None
 
+    def _range_refusal(self, moves: list[tuple[Wallet, list[Posting]]]) -> errors.InvalidAmount | None:
+        """Refuse movements that would take any balance, a wallet's or a system account's, past the storage range.
+
+        Checked on the balances the movements would leave, before anything changes (DESIGN section 1).
+        """
+        after: dict[tuple[int, AccountKind], int] = {}
+        keys: dict[int, AccountKey] = {}
+        for wallet, legs in moves:
+            system = self.system_accounts(wallet.key.client, wallet.key.currency)
+            for leg in legs:
+                account_id = wallet.id if leg.kind == AccountKind.USER else system[leg.kind]
+                slot = (account_id, leg.kind)
+                if slot not in after:
+                    after[slot] = wallet.balance if leg.kind == AccountKind.USER else (
+                        self.system_balances[account_id] + self.system_deltas.get(account_id, 0))
+                after[slot] += leg.amount
+                keys[account_id] = wallet.key
+        for (account_id, kind), balance in after.items():
+            if abs(balance) > MAX_MINOR:
+                key = keys[account_id]
+                fmt = self.currencies.get(key.currency).format
+                where = f"wallet {describe(key)}" if kind == AccountKind.USER else (
+                    f"the {kind.value} account of {key.client}/{key.currency}")
+                return errors.InvalidAmount(
+                    f"{where} would hold {fmt(balance)} {key.currency}, beyond the largest balance the ledger "
+                    f"holds ({fmt(MAX_MINOR)} either way); nothing was changed",
+                    currency=key.currency,
+                )
+        return None
+
     # ------------------------------------------------------------ credit
 
     def credit(self, call: CreditCall) -> CreditResult:
@@ -285,8 +320,10 @@ class Book:
             raise not_found(key)
         if cmd.purpose == Purpose.DEPOSIT and wallet.status == AccountStatus.BLOCKED:
             raise errors.AccountBlocked(f"wallet {describe(key)} is blocked", user_id=key.user_id)
-        if wallet.balance + call.minor > MAX_MINOR:
-            raise errors.InvalidAmount("the credit would take the wallet beyond the largest balance the ledger holds")
+        legs = postings(cmd.purpose, call.minor, stake_amount=stake.amount if stake else 0)
+        refusal = self._range_refusal([(wallet, legs)])
+        if refusal is not None:
+            raise refusal
 
         wallet.balance += call.minor
         tx = self._add_tx(Tx(
@@ -296,7 +333,7 @@ class Book:
             created_at=self.now, target_id=cmd.settles_transaction_id or None,
             target=stake.tx if stake is not None else None,
         ))
-        self._post(tx, wallet, postings(cmd.purpose, call.minor, stake_amount=stake.amount if stake else 0))
+        self._post(tx, wallet, legs)
         if stake is not None:
             self._close(stake, StakeState.SETTLED, tx)
             self.resolved_failures.append((key.client, cmd.transaction_id))
@@ -349,6 +386,10 @@ class Book:
             return CancelResult(CancelOutcome.REVERSED, self.view(stake.closed_by), replayed=True)
         key = AccountKey(call.client, target.user_id, target.currency)
         wallet = self.wallets[key]
+        legs = postings(Purpose.CANCEL, stake.amount)
+        refusal = self._range_refusal([(wallet, legs)])
+        if refusal is not None:
+            raise refusal
         wallet.balance += stake.amount
         tx = self._add_tx(Tx(
             client=call.client, transaction_id=None, purpose=Purpose.CANCEL, status=TxStatus.APPLIED,
@@ -357,7 +398,7 @@ class Book:
             request_hash=fingerprint("cancel", call.client, call.transaction_id), created_at=self.now,
             target_id=call.transaction_id, target=stake.tx,
         ))
-        self._post(tx, wallet, postings(Purpose.CANCEL, stake.amount))
+        self._post(tx, wallet, legs)
         self._close(stake, StakeState.CANCELLED, tx)
         return CancelResult(CancelOutcome.REVERSED, self.view(tx), replayed=False)
 

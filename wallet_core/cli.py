@@ -67,12 +67,21 @@ def _build_ledger(settings: Any) -> Any:
     from wallet_core.currencies import CurrencyRegistry
     from wallet_core.service import Ledger
     from wallet_core.storage.engine import make_engine
+    from wallet_core.storage.migrate import check_schema
 
     engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
-    return Ledger(
+    ledger = Ledger(
         engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
         max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
     )
+    try:  # refuse to start on an old schema, or with a currency scale the ledger does not keep
+        check_schema(engine)
+        ledger.check_currencies()
+    except RuntimeError as exc:
+        ledger.close()
+        engine.dispose()
+        raise click.ClickException(str(exc)) from None
+    return ledger
 
 
 def _dev_token(data_dir: Path) -> tuple[str, bool]:
@@ -149,18 +158,13 @@ def serve(http_addr: str | None, grpc_addr: str | None, db: str | None, config: 
 def core(grpc_addr: str | None, db: str | None, config: Path | None, migrate: bool, insecure_no_auth: bool) -> None:
     """Run the gRPC wallet core."""
     from wallet_core.grpc_api.server import serve_forever
-    from wallet_core.storage.migrate import check_schema, upgrade
+    from wallet_core.storage.migrate import upgrade
 
     settings = _settings(config, database_url=db, grpc_addr=grpc_addr, insecure_no_auth=insecure_no_auth or None)
     _configure_logging(settings.log_level)
     if migrate:
         upgrade(settings.database_url)
-    ledger = _build_ledger(settings)
-    try:
-        check_schema(ledger.engine)
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    serve_forever(settings, ledger)
+    serve_forever(settings, _build_ledger(settings))
 
 
 @cli.command()

@@ -2,15 +2,23 @@
 
 Read-only. Each check is one SQL query that returns the rows that break it; an empty result
 means the invariant holds. The same checks run after every test scenario.
+
+Sums are exact on any ledger, however large or damaged: PostgreSQL sums bigints as NUMERIC; on
+SQLite, whose sum() of integers fails with "integer overflow" past 2^63 (and total() is a
+float), each value is split into its high and low 32 bits, summed apart, and the parts are put
+together only in the comparison. A check that cannot run is reported as failed, never a crash.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.types import BigInteger
 
+from wallet_core.money import MAX_MINOR
 from wallet_core.storage.engine import READ_ONLY
 from wallet_core.storage.schema import accounts, entries, stakes, transactions
 
@@ -49,11 +57,53 @@ class Report:
         return "\n".join(lines)
 
 
-def _queries() -> list[tuple[str, str, object]]:
+def _half() -> ColumnElement[int]:
+    """2^32, written into the SQL (SQLite divides integers by integers exactly, truncating)."""
+    return literal_column(str(2**32), BigInteger)
+
+
+class _ExactSum:
+    """sum() that cannot overflow: as is on PostgreSQL (NUMERIC), in two 32-bit halves on SQLite."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    def parts(self, column: ColumnElement[int], label: str) -> list[ColumnElement[int]]:
+        if not self.sqlite:
+            return [func.sum(column).label(label)]
+        # C division truncates: column == (column / 2^32) * 2^32 + column % 2^32, each sum far from 2^63
+        return [func.sum(column.op("/")(_half())).label(f"{label}_high"),
+                func.sum(column.op("%")(_half())).label(f"{label}_low")]
+
+    def total(self, sub: object, label: str) -> ColumnElement[int]:
+        """The whole sum from a subquery's parts; on SQLite only ever compared, never stored."""
+        c = sub.c  # type: ignore[attr-defined]
+        if not self.sqlite:
+            return func.coalesce(c[label], 0)
+        # exact while the total is within int64; past it SQLite turns the product into a float,
+        # which `differs` reports
+        return func.coalesce(c[f"{label}_high"], 0) * _half() + func.coalesce(c[f"{label}_low"], 0)
+
+    def differs(self, stored: ColumnElement[int], total: ColumnElement[int]) -> ColumnElement[bool]:
+        """`stored` is not exactly `total`; on SQLite a float on either side (an overflowed sum, a
+        balance stored as a float) is never exactly equal to anything."""
+        if not self.sqlite:
+            return stored != total
+        return or_(stored != total, func.typeof(stored) != "integer", func.typeof(total) != "integer")
+
+    def nonzero(self, column: ColumnElement[int]) -> ColumnElement[bool]:
+        if not self.sqlite:
+            return func.sum(column) != 0
+        total = func.sum(column.op("/")(_half())) * _half() + func.sum(column.op("%")(_half()))
+        return self.differs(literal_column("0"), total)
+
+
+def _queries(sqlite: bool) -> list[tuple[str, str, object]]:
     e, a, t, s = entries, accounts, transactions, stakes
-    entry_sum = select(e.c.account_id, func.sum(e.c.amount).label("total")).group_by(e.c.account_id).subquery()
+    exact = _ExactSum(sqlite)
+    entry_sum = select(e.c.account_id, *exact.parts(e.c.amount, "total")).group_by(e.c.account_id).subquery()
     open_stakes = (
-        select(s.c.client, s.c.currency, func.sum(s.c.amount).label("total"))
+        select(s.c.client, s.c.currency, *exact.parts(s.c.amount, "total"))
         .where(s.c.state == "open").group_by(s.c.client, s.c.currency).subquery()
     )
     payouts = (
@@ -62,12 +112,23 @@ def _queries() -> list[tuple[str, str, object]]:
         .group_by(t.c.target_pk).subquery()
     )
     entry_count = select(e.c.transaction_pk, func.count().label("n")).group_by(e.c.transaction_pk).subquery()
-    return [
+    money = [(a, a.c.balance, -MAX_MINOR), (t, t.c.amount, 0), (t, t.c.balance_after, -MAX_MINOR),
+             (e, e.c.amount, -MAX_MINOR), (s, s.c.amount, 0)]
+    checks: list[tuple[str, str, object]] = [
+        (
+            f"in_range_{col.table.name}_{col.name}",  # type: ignore[attr-defined]
+            f"every {col.table.name}.{col.name} is an integer within the storage range "  # type: ignore[attr-defined]
+            f"({low} to {MAX_MINOR})",
+            select(tbl.c[next(iter(tbl.primary_key.columns)).name], col)
+            .where(or_(col < low, col > MAX_MINOR, *([func.typeof(col).not_in(["integer", "null"])] if sqlite else []))),
+        )
+        for tbl, col, low in money
+    ]
+    return checks + [
         (
             "zero_sum",
             "the entries of every transaction sum to zero",
-            select(e.c.transaction_pk, func.sum(e.c.amount)).group_by(e.c.transaction_pk)
-            .having(func.sum(e.c.amount) != 0),
+            select(e.c.transaction_pk).group_by(e.c.transaction_pk).having(exact.nonzero(e.c.amount)),
         ),
         (
             "one_currency",
@@ -78,9 +139,9 @@ def _queries() -> list[tuple[str, str, object]]:
         (
             "cached_balance",
             "every account's cached balance equals the sum of its entries",
-            select(a.c.id, a.c.client, a.c.kind, a.c.user_id, a.c.currency, a.c.balance, entry_sum.c.total)
+            select(a.c.id, a.c.client, a.c.kind, a.c.user_id, a.c.currency, a.c.balance)
             .outerjoin(entry_sum, entry_sum.c.account_id == a.c.id)
-            .where(a.c.balance != func.coalesce(entry_sum.c.total, 0)),
+            .where(exact.differs(a.c.balance, exact.total(entry_sum, "total"))),
         ),
         (
             "no_overdraft",
@@ -91,9 +152,9 @@ def _queries() -> list[tuple[str, str, object]]:
         (
             "in_play",
             "every in_play account holds exactly the sum of its open stakes",
-            select(a.c.client, a.c.currency, a.c.balance, open_stakes.c.total)
+            select(a.c.client, a.c.currency, a.c.balance)
             .outerjoin(open_stakes, and_(open_stakes.c.client == a.c.client, open_stakes.c.currency == a.c.currency))
-            .where(a.c.kind == "in_play", a.c.balance != func.coalesce(open_stakes.c.total, 0)),
+            .where(a.c.kind == "in_play", exact.differs(a.c.balance, exact.total(open_stakes, "total"))),
         ),
         (
             "settlement",
@@ -128,8 +189,12 @@ def reconcile(engine: Engine) -> Report:
         with conn.begin():
             counts = [conn.execute(select(func.count()).select_from(tbl)).scalar_one()
                       for tbl in (accounts, transactions, entries)]
-            for name, description, query in _queries():
-                rows = conn.execute(query).all()  # type: ignore[call-overload]
-                check = Check(name, description, [str(tuple(r)) for r in rows[:SAMPLE]], len(rows))
-                checks.append(check)
+            for name, description, query in _queries(conn.dialect.name == "sqlite"):
+                try:
+                    with conn.begin_nested():
+                        rows = conn.execute(query).all()  # type: ignore[call-overload]
+                except DBAPIError as exc:  # report it as a failed check; the other checks still run
+                    checks.append(Check(name, description, [f"could not run: {exc.orig}"], 1))
+                    continue
+                checks.append(Check(name, description, [str(tuple(r)) for r in rows[:SAMPLE]], len(rows)))
     return Report(checks, *counts)

@@ -133,6 +133,7 @@ class Ledger:
             if row is not None:
                 return self._account_view(row, currency), False
             now = self.clock()
+            self._check_scale(conn, currency, now)
             self._ensure_system_accounts(conn, key.client, key.currency, now)
             conn.execute(
                 insert(accounts).values(
@@ -226,6 +227,35 @@ class Ledger:
             raise errors.InvalidArgument("the transaction ids of a fence must be distinct")
         check_reference(reference)
         return self._submit(FenceCall(client, tuple(transaction_ids), reference))  # type: ignore[return-value]
+
+    def check_currencies(self) -> None:
+        """The start-up check: every currency of the ledger has the scale this process is configured with.
+
+        Raises ScaleMismatch naming each currency and both scales. A currency the ledger uses but
+        has no scale for (a ledger from before scales were recorded) gets this process's scale.
+        """
+        def work(conn: Connection) -> list[str]:
+            now = self.clock()
+            used = conn.execute(select(accounts.c.currency).distinct()).scalars().all()
+            for code in sorted(set(used) - set(repository.recorded_scales(conn))):
+                if code in self.currencies:
+                    repository.record_scale(conn, self.currencies.get(code), now)
+            problems = []
+            for code, scale in sorted(repository.recorded_scales(conn).items()):
+                if code not in self.currencies:
+                    log.warning("the ledger holds %s (scale %d), which this process is not configured for: "
+                                "calls in %s will be refused", code, scale, code)
+                elif self.currencies.get(code).scale != scale:
+                    problems.append(f"{code}: the ledger keeps it with scale {scale}, "
+                                    f"this process is configured with scale {self.currencies.get(code).scale}")
+            return problems
+
+        problems = self._write(work)
+        if problems:
+            raise ScaleMismatch(
+                "refusing to start: currency scales differ from the ledger's (" + "; ".join(problems) + "). "
+                "A currency's scale cannot change once used: fix WALLET_CURRENCIES / [currencies]"
+            )
 
     def close(self) -> None:
         """Finish the calls in flight and stop the committer; the engine stays the caller's."""
@@ -381,10 +411,24 @@ class Ledger:
                     )
                 )
 
+    def _check_scale(self, conn: Connection, currency: Currency, now: datetime) -> None:
+        """Record `currency`'s scale on its first use; refuse it if the ledger keeps another scale."""
+        recorded = repository.recorded_scales(conn, currency.code).get(currency.code)
+        if recorded is None:
+            repository.record_scale(conn, currency, now)
+        elif recorded != currency.scale:
+            raise errors.UnknownCurrency(
+                f"currency {currency.code} is kept with scale {recorded} in the ledger but this process is "
+                f"configured with scale {currency.scale}; it cannot serve {currency.code}",
+                currency=currency.code,
+            )
+
     def _system_accounts(self, conn: Connection, client: str, currency: str) -> dict[AccountKind, int]:
         cached = self._system_ids.get((client, currency))
         if cached is not None:
             return cached
+        # first money call of this process in this currency: its scale must be the ledger's
+        self._check_scale(conn, self.currencies.get(currency), self.clock())
         rows = conn.execute(
             select(accounts.c.id, accounts.c.kind).where(
                 accounts.c.client == client, accounts.c.currency == currency, accounts.c.kind != AccountKind.USER
@@ -443,6 +487,10 @@ class Ledger:
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.5)
         raise errors.Unavailable("the ledger database is unavailable or overloaded; retry later") from last
+
+
+class ScaleMismatch(RuntimeError):
+    """The process is configured with another scale than the ledger keeps for a currency."""
 
 
 def _encode_page_token(last_id: int) -> str:

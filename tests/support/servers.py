@@ -32,14 +32,19 @@ class Core:
 
 
 @contextmanager
-def running_core(db_url: str, *, group_commit: bool = True, **settings: object) -> Iterator[Core]:
-    """The gRPC core on 127.0.0.1 and a free port, on `db_url`; reconciled when it stops."""
+def running_core(db_url: str, *, group_commit: bool = True, currencies: dict[str, int] | None = None,
+                 **settings: object) -> Iterator[Core]:
+    """The gRPC core on 127.0.0.1 and a free port, on `db_url`; reconciled when it stops.
+
+    `currencies` replaces the test overrides (FUN=2, BTC=8), e.g. {"ETH": 18}.
+    """
+    currencies = CURRENCIES if currencies is None else currencies
     config = load_settings(
-        None, database_url=db_url, grpc_addr="127.0.0.1:0", grpc_tokens=TOKEN_SPEC, currencies=CURRENCIES,
+        None, database_url=db_url, grpc_addr="127.0.0.1:0", grpc_tokens=TOKEN_SPEC, currencies=currencies,
         **settings,
     )
     engine = make_engine(db_url, pool_size=20)
-    ledger = Ledger(engine, CurrencyRegistry(CURRENCIES), group_commit=group_commit)
+    ledger = Ledger(engine, CurrencyRegistry(currencies), group_commit=group_commit)
     server, port = create_server(config, ledger)
     server.start()
     try:

@@ -22,6 +22,7 @@ from wallet_core.domain import (
     credit_fingerprint,
     debit_fingerprint,
 )
+from wallet_core.money import MAX_MINOR
 
 EUR = CurrencyRegistry().get("EUR")
 ALICE = AccountKey("fanteam", "1001", "EUR")
@@ -32,6 +33,7 @@ SYSTEM = {AccountKind.IN_PLAY: 901, AccountKind.HOUSE: 902, AccountKind.CASHIER:
 @pytest.fixture
 def book() -> Book:
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
+    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     b.wallets[BOB] = Wallet(2, BOB, 0, "active", 0)
     return b
@@ -180,3 +182,63 @@ def test_a_fence_is_idempotent_and_agrees_with_cancel_on_tombstones(book: Book) 
     cancel = book.apply(CancelCall("fanteam", "b1", ""))
     assert not isinstance(cancel, errors.WalletError)
     assert cancel.outcome == CancelOutcome.TOMBSTONED and cancel.replayed
+
+# ---------------------------------------------------------------- the storage range (DESIGN section 1)
+
+IN_PLAY, HOUSE, CASHIER = SYSTEM[AccountKind.IN_PLAY], SYSTEM[AccountKind.HOUSE], SYSTEM[AccountKind.CASHIER]
+
+
+def credit(tid: str, key: AccountKey, amount: str, purpose: Purpose) -> CreditCall:
+    cmd = CreditCommand(tid, key, amount, purpose)
+    minor = EUR.parse(amount)
+    return CreditCall(cmd, EUR, minor, credit_fingerprint(cmd, minor))
+
+
+def snapshot(book: Book) -> tuple[object, ...]:
+    return (len(book.new_txs), len(book.new_entries), dict(book.system_deltas),
+            {k: w.balance for k, w in book.wallets.items()}, len(book.new_stakes), len(book.closed_stakes))
+
+
+def test_a_deposit_that_would_take_the_cashier_past_the_range_is_refused_before_anything_changes(book: Book) -> None:
+    book.system_balances[CASHIER] = -MAX_MINOR + 5000  # 50.00 EUR of room left
+    assert not isinstance(book.apply(credit("d1", BOB, "30.00", Purpose.DEPOSIT)), errors.WalletError)
+    before = snapshot(book)
+    refused = book.apply(credit("d2", BOB, "20.01", Purpose.DEPOSIT))
+    assert isinstance(refused, errors.InvalidAmount)
+    assert "cashier account of fanteam/EUR" in refused.message and "nothing was changed" in refused.message
+    assert snapshot(book) == before
+    assert not isinstance(book.apply(credit("d3", BOB, "20.00", Purpose.DEPOSIT)), errors.WalletError)
+    assert book.system_balances[CASHIER] + book.system_deltas[CASHIER] == -MAX_MINOR
+
+
+def test_a_stake_that_would_overflow_in_play_is_refused_and_the_refusal_is_the_decision(book: Book) -> None:
+    book.system_balances[IN_PLAY] = MAX_MINOR - 1000
+    refused = book.apply(stake(("b1", ALICE, "5.00"), ("b2", ALICE, "5.01")))
+    assert isinstance(refused, errors.InvalidAmount) and "in_play account" in refused.message
+    assert book.wallets[ALICE].balance == 10000 and book.new_entries == [] and book.system_deltas == {}
+    assert {t.status for t in book.new_txs} == {TxStatus.REFUSED}
+    book.system_balances[IN_PLAY] = 0  # room again: the bet was refused once and stays refused
+    assert isinstance(book.apply(stake(("b1", ALICE, "5.00"), ("b2", ALICE, "5.01"))), errors.InvalidAmount)
+
+
+def test_withdrawals_payouts_and_adjustments_respect_the_range_of_cashier_and_house(book: Book) -> None:
+    book.system_balances[CASHIER] = MAX_MINOR - 100
+    assert not isinstance(book.apply(stake(("w1", ALICE, "1.01"))), errors.WalletError)
+    withdrawal = DebitItem("w2", ALICE, "1.01", Purpose.WITHDRAWAL, "")
+    refused = book.apply(DebitCall([(withdrawal, EUR, 101)], [debit_fingerprint(withdrawal, 101, ("w2",))]))
+    assert isinstance(refused, errors.InvalidAmount) and "cashier" in refused.message
+    book.system_balances[HOUSE] = -MAX_MINOR + 50
+    assert isinstance(book.apply(credit("a1", BOB, "0.51", Purpose.ADJUSTMENT)), errors.InvalidAmount)
+    # a payout takes the stake into house before paying from it: only the net change counts
+    assert book.apply(payout("p1", ALICE, "1.51", "w1")).transaction.amount == "1.51"  # type: ignore[union-attr]
+    assert isinstance(book.apply(credit("a2", BOB, "0.01", Purpose.ADJUSTMENT)), errors.InvalidAmount)
+
+
+def test_a_cancel_that_would_take_the_wallet_past_the_range_is_refused(book: Book) -> None:
+    book.apply(stake(("b1", ALICE, "15.00")))
+    book.wallets[ALICE].balance = MAX_MINOR - 1000  # deposits arrived while the stake was open
+    before = snapshot(book)
+    refused = book.apply(CancelCall("fanteam", "b1", ""))
+    assert isinstance(refused, errors.InvalidAmount) and "wallet fanteam/1001/EUR" in refused.message
+    assert snapshot(book) == before
+    assert book.new_txs[0].stake.state == StakeState.OPEN  # type: ignore[union-attr]

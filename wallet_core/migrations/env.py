@@ -22,9 +22,18 @@ def run_migrations_online() -> None:
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1)
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # batch mode rebuilds tables (drop, rename): foreign keys must be off, which SQLite
+                # only allows outside a transaction; they are checked once the migration is done
+                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
             context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"the migration broke foreign keys: {broken[:10]}")
     finally:
         engine.dispose()
 

@@ -19,8 +19,10 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import TextClause
 
 from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, FenceCall, Stake, Tx, Wallet
+from wallet_core.currencies import Currency
 from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
-from wallet_core.storage.schema import accounts, entries, settlement_failures, stakes, transactions
+from wallet_core.money import MAX_MINOR
+from wallet_core.storage.schema import accounts, currencies, entries, settlement_failures, stakes, transactions
 
 
 def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall]) -> None:
@@ -53,6 +55,7 @@ def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | 
             keys.add(AccountKey(row.client, row.user_id, row.currency))
 
     _lock_wallets(conn, book, keys)
+    _system_balances(conn, book)
     txs = {row.id: tx_from_row(row) for row in rows}
     for tx in txs.values():
         book.txs[(tx.client, tx.transaction_id or "")] = tx
@@ -100,6 +103,33 @@ def _lock_wallets(conn: Connection, book: Book, keys: Iterable[AccountKey]) -> N
     for row in conn.execute(query):
         key = AccountKey(row.client, row.user_id, row.currency)
         book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance)
+
+
+def _system_balances(conn: Connection, book: Book) -> None:
+    """The system accounts' balances, for the storage range rule; not locked: `write` updates them
+    only if they still leave room for the batch's deltas, else the batch is retried and judged again."""
+    pairs = sorted({(k.client, k.currency) for k in book.wallets})
+    if not pairs:
+        return
+    query = (
+        select(accounts.c.id, accounts.c.balance)
+        .where(accounts.c.kind != AccountKind.USER)
+        .where(tuple_(accounts.c.client, accounts.c.currency).in_(pairs))
+    )
+    book.system_balances.update({row.id: row.balance for row in conn.execute(query)})
+
+
+def recorded_scales(conn: Connection, code: str | None = None) -> dict[str, int]:
+    """The scale the ledger keeps for each currency it has used (for `code` only, if given)."""
+    query = select(currencies.c.code, currencies.c.scale)
+    if code is not None:
+        query = query.where(currencies.c.code == code)
+    return {row.code: row.scale for row in conn.execute(query)}
+
+
+def record_scale(conn: Connection, currency: Currency, now: datetime) -> None:
+    """Record a currency's scale; a concurrent first use of it makes this a unique violation (retried)."""
+    conn.execute(insert(currencies).values(code=currency.code, scale=currency.scale, recorded_at=now))
 
 
 def tx_from_row(row: Row[Any]) -> Tx:
@@ -150,7 +180,15 @@ def write(conn: Connection, book: Book) -> None:
     for account_id in sorted(book.system_deltas):
         delta = book.system_deltas[account_id]
         if delta:
-            conn.execute(update(accounts).where(accounts.c.id == account_id).values(balance=accounts.c.balance + delta))
+            # the book judged the range on the balance it loaded; another process may have moved it since
+            done = conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .where(accounts.c.balance.between(-MAX_MINOR - delta, MAX_MINOR - delta))
+                .values(balance=accounts.c.balance + delta)
+            )
+            if done.rowcount != 1:
+                raise ConcurrentChange(f"system account {account_id} moved since it was loaded; judging the batch again")
     if book.resolved_failures:
         conn.execute(
             update(settlement_failures)

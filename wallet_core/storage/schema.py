@@ -6,6 +6,9 @@ The database holds the money rules too, against any buggy caller:
 - entries: never zero; every applied transaction's entries sum to zero (checked by `wallet reconcile`).
 - stakes: a stake is closed by exactly one transaction, a settlement or a cancel (UNIQUE closed_by,
   CHECK that open <=> not closed).
+- every money column stays within the storage range, +-(10^18 - 1) minor units (CHECK), and on
+  SQLite, whose columns take any type, holds an integer: never a float (CHECK typeof).
+- currencies: the scale of every currency the ledger has used, recorded on first use.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from wallet_core.money import MAX_MINOR
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -39,6 +44,17 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def in_range(column: str, *, low: int = -MAX_MINOR) -> CheckConstraint:
+    """`column` (NULL allowed) lies within the storage range."""
+    return CheckConstraint(f"{column} BETWEEN {low} AND {MAX_MINOR}", name=f"{column}_in_range")
+
+
+def integer(column: str, *, nullable: bool = False) -> CheckConstraint:
+    """On SQLite, `column` holds an integer: an overflowing sum would otherwise be stored as a float."""
+    rule = f"typeof({column}) IN ('integer', 'null')" if nullable else f"typeof({column}) = 'integer'"
+    return CheckConstraint(rule, name=f"{column}_integer").ddl_if(dialect="sqlite")
 
 
 class Account(Base):
@@ -59,6 +75,8 @@ class Account(Base):
         CheckConstraint("status IN ('active', 'blocked')", name="status"),
         CheckConstraint("kind <> 'user' OR balance >= 0", name="user_balance_not_negative"),
         CheckConstraint("(kind = 'user') = (user_id <> '')", name="user_id_only_on_user"),
+        in_range("balance"),
+        integer("balance"),
     )
 
 
@@ -95,6 +113,10 @@ class Transaction(Base):
             "purpose IN ('stake', 'withdrawal', 'payout', 'deposit', 'adjustment', 'cancel')", name="purpose"
         ),
         CheckConstraint("transaction_id IS NOT NULL OR purpose = 'cancel'", name="id_required"),
+        in_range("amount", low=0),
+        in_range("balance_after"),
+        integer("amount"),
+        integer("balance_after", nullable=True),
         Index(None, "account_id", "id"),
         Index(None, "target_pk"),
     )
@@ -110,6 +132,8 @@ class Entry(Base):
 
     __table_args__ = (
         CheckConstraint("amount <> 0", name="amount_not_zero"),
+        in_range("amount"),
+        integer("amount"),
         Index(None, "transaction_pk"),
         Index(None, "account_id"),
     )
@@ -128,6 +152,8 @@ class Stake(Base):
 
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
+        in_range("amount", low=0),
+        integer("amount"),
         CheckConstraint("state IN ('open', 'settled', 'cancelled')", name="state"),
         CheckConstraint("(state = 'open') = (closed_by_pk IS NULL)", name="closed_iff_not_open"),
         Index(None, "client", "currency", "state"),
@@ -159,8 +185,21 @@ class SettlementFailure(Base):
     )
 
 
+class LedgerCurrency(Base):
+    """The scale of each currency, recorded when the ledger first uses it (DESIGN section 1)."""
+
+    __tablename__ = "currencies"
+
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    scale: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("scale BETWEEN 0 AND 18", name="scale"),)
+
+
 accounts = Account.__table__
 transactions = Transaction.__table__
 entries = Entry.__table__
 stakes = Stake.__table__
 settlement_failures = SettlementFailure.__table__
+currencies = LedgerCurrency.__table__
