@@ -167,7 +167,7 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
         ]
     else:
         lines.append(f"access token (clients {', '.join(clients)}): in {settings.data_dir / 'token'}")
-    bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "<a token of WALLET_EDGE_TOKENS>"
+    bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "'<a token of WALLET_EDGE_TOKENS>'"
     lines += [
         "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100`",
         f"  with WALLET_TOKEN=$(cat {settings.data_dir / 'token'}) and --grpc 127.0.0.1:{port}):",

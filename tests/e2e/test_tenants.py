@@ -14,6 +14,7 @@ configuration allows it, so that the edge's own check is what is tested.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
@@ -283,3 +284,20 @@ def test_the_token_serve_generates_is_not_an_all_tenant_token(stack: Stack) -> N
     result = subprocess.run([*wallet_command(), "balance", "--client", B, "--user", "1001", "--currency", "EUR",
                              "--grpc", grpc_addr, "--token", stack.token_a], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "100" not in result.stdout
+
+
+# ---------------------------------------------------------------- the old format: refused, not guessed
+
+
+@pytest.mark.parametrize("command", [["edge"], ["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"]])
+def test_edge_tokens_without_their_clients_are_refused_at_start_up(command: list[str], tmp_path: Path) -> None:
+    """The old `WALLET_EDGE_TOKENS=tok1,tok2` names no client: refused with the new format, never read as `*`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")}
+    env["WALLET_EDGE_TOKENS"] = "first-old-secret,second-old-secret"
+    result = subprocess.run([*wallet_command(), *command], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "WALLET_EDGE_TOKENS" in result.stderr or "edge_tokens" in result.stderr
+    assert "token=fanteam" in result.stderr
+    assert "old-secret" not in result.stdout + result.stderr
+    assert not (tmp_path / "wallet.db").exists(), "nothing was started"
