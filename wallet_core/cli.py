@@ -108,7 +108,7 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
     """
     from pydantic import ValidationError
 
-    from clients.tokens import parse_token_spec, spec
+    from clients.tokens import find_grant, parse_token_spec, spec
     from edge_http.app import describe_tokens
     from edge_http.app import run as run_edge
     from edge_http.auth import TokenVerifier
@@ -132,6 +132,15 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
     edge_tokens = TokenVerifier.from_setting(edge.edge_tokens)
     edge_clients = sorted(edge_tokens.clients()) if edge_tokens and not edge.insecure_no_auth else clients
     if edge.core_token:
+        granted = find_grant(edge.core_token, parse_token_spec(settings.grpc_tokens))
+        if granted is None and not settings.insecure_no_auth:
+            raise click.UsageError("WALLET_CORE_TOKEN is set but WALLET_GRPC_TOKENS does not grant it: "
+                                   "add 'token=client1,client2' for the clients of the edge's tokens")
+        missing = [c for c in edge_clients if granted is not None and not granted.allows(c)]
+        if missing and not settings.insecure_no_auth:
+            names = "every client" if "*" in missing else ", ".join(missing)
+            click.echo(f"warning: WALLET_CORE_TOKEN may not act for {names}, which an edge token "
+                       "may: the core will refuse those callbacks", err=True)
         core_line = "the edge reaches the core with WALLET_CORE_TOKEN (granted by WALLET_GRPC_TOKENS)"
     else:
         core_token = secrets.token_urlsafe(32)  # this process's own, never stored nor shown

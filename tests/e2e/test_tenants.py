@@ -301,3 +301,37 @@ def test_edge_tokens_without_their_clients_are_refused_at_start_up(command: list
     assert "token=fanteam" in result.stderr
     assert "old-secret" not in result.stdout + result.stderr
     assert not (tmp_path / "wallet.db").exists(), "nothing was started"
+
+
+def test_serve_reaches_the_core_with_the_configured_core_token(tmp_path: Path, sqlite_template: SqliteTemplate) -> None:
+    """WALLET_CORE_TOKEN is honoured, not replaced by an all-tenant token: with betflex's token configured for
+    every client but the core token granted fanteam only, a casino bet moves nothing."""
+    db_url = sqlite_template.fresh(tmp_path)
+    _prepare(db_url)
+    env = {"WALLET_EDGE_TOKENS": f"{TOKEN_A}=*", "WALLET_CORE_TOKEN": CORE_TOKEN,
+           "WALLET_GRPC_TOKENS": f"{CORE_TOKEN}={A}"}
+    engine = make_engine(db_url, pool_size=1)
+    try:
+        with ExitStack() as cleanup:
+            url, log, _ = _serve(tmp_path, db_url, env, cleanup)
+            assert "warning: WALLET_CORE_TOKEN may not act for every client, which an edge token may" in log.read_text()
+            before = dump(engine)
+            headers = {"Authorization": f"Bearer {TOKEN_A}"}
+            refused = httpx.post(f"{url}/bets", json=_bets(B, B, 9300001), headers=headers, timeout=30)
+            assert refused.status_code != 200, refused.text
+            settled = httpx.post(f"{url}/winners", json={"pools": [_pool(B, (B, STAKE_B))]}, headers=headers, timeout=30)
+            assert settled.status_code != 200, settled.text
+            assert dump(engine) == before
+            assert httpx.post(f"{url}/bets", json=_bets(A, A, 9300002), headers=headers, timeout=30).status_code == 200
+        assert_reconciled(engine)
+    finally:
+        engine.dispose()
+
+
+def test_serve_refuses_a_core_token_the_core_does_not_grant(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")}
+    env |= {"WALLET_EDGE_TOKENS": f"{TOKEN_A}={A}", "WALLET_CORE_TOKEN": CORE_TOKEN, "WALLET_GRPC_TOKENS": f"other={A}"}
+    result = subprocess.run([*wallet_command(), "serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "WALLET_GRPC_TOKENS does not grant it" in result.stderr
+    assert CORE_TOKEN not in result.stdout + result.stderr
