@@ -176,7 +176,7 @@ def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str,
             http_addr = f"127.0.0.1:{free_port()}"
             edge_env = base | {
                 "WALLET_HTTP_ADDR": http_addr, "WALLET_CORE_ADDR": grpc_addr, "WALLET_CORE_TOKEN": core_token,
-                "WALLET_EDGE_TOKENS": edge_token,
+                "WALLET_EDGE_TOKENS": f"{edge_token}=*",  # the core token limits it
             }
             process, log_path = _spawn("edge", ["edge"], edge_env, log_dir)
             edge_service = Service("edge", process, http_addr, log_path)

@@ -50,9 +50,12 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     tokens = TokenVerifier.from_setting(settings.edge_tokens)
     if not tokens and not settings.insecure_no_auth:
         raise EdgeConfigError(
-            "the betflex edge has no token: set WALLET_EDGE_TOKENS (comma-separated bearer tokens, or "
-            "sha256:<hex> digests), or WALLET_INSECURE_NO_AUTH=true for a local trial without authentication"
+            "the betflex edge has no token: set WALLET_EDGE_TOKENS ('token=client1,client2' entries separated "
+            "by ';', a token may be a sha256:<hex> digest), or WALLET_INSECURE_NO_AUTH=true for a local trial "
+            "without authentication"
         )
+    for line in describe_tokens(tokens):
+        log.info("betflex edge: %s", line)
     if settings.insecure_no_auth:
         log.warning(
             "INSECURE: the betflex edge accepts callbacks WITHOUT authentication (insecure_no_auth); "
@@ -94,6 +97,11 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     app.set_error_serializer(_serialize_http_error)
     app.add_error_handler(Exception, _unexpected)
     return app
+
+
+def describe_tokens(tokens: TokenVerifier) -> list[str]:
+    """One line per configured edge token: its position and the clients it may act for (never the token)."""
+    return [f"edge token #{n} may act for clients: {grant.describe()}" for n, grant in enumerate(tokens.grants, start=1)]
 
 
 def _serialize_http_error(req: falcon.Request, resp: falcon.Response, exception: falcon.HTTPError) -> None:

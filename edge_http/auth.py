@@ -1,41 +1,36 @@
-"""Who may call the callbacks: bearer tokens and an optional network allowlist.
+"""Who may call the callbacks, and for which clients: bearer tokens and an optional network allowlist.
 
-Tokens are kept only as SHA-256 digests and compared in constant time against every
-configured digest (no early exit), so neither the comparison time nor the list order says
-anything about a token. Nothing here ever logs or returns a token.
+`WALLET_EDGE_TOKENS` has the core's token format (`clients.tokens`): `token=client1,client2`
+entries separated by `;`, each token allowed those clients (`*`: every client). Tokens are kept
+only as SHA-256 digests and compared in constant time against every configured digest (no early
+exit), so neither the comparison time nor the list order says anything about a token. Nothing
+here ever logs or returns a token.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import re
 from collections.abc import Iterable, Sequence
+
+from clients.tokens import Grant, clients_of, find_grant, parse_token_spec
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
-HASH_PREFIX = "sha256:"
 
 
 def _entries(text: str) -> list[str]:
     return [entry.strip() for entry in text.split(",") if entry.strip()]
 
 
-def parse_tokens(text: str) -> list[bytes]:
-    """`WALLET_EDGE_TOKENS` → SHA-256 digests. `sha256:<64 hex>` configures a token by its digest."""
-    digests = []
-    for index, entry in enumerate(_entries(text)):
-        if entry.lower().startswith(HASH_PREFIX):
-            hexdigest = entry[len(HASH_PREFIX):]
-            if not _SHA256_HEX.fullmatch(hexdigest):
-                raise ValueError(f"token entry #{index + 1} starts with 'sha256:' but is not 64 hex digits")
-            digests.append(bytes.fromhex(hexdigest))
-        else:
-            digests.append(hashlib.sha256(entry.encode()).digest())
-    return digests
+def parse_tokens(text: str) -> list[Grant]:
+    """`WALLET_EDGE_TOKENS` → grants (digest and clients); a bare token without clients is refused."""
+    try:
+        return parse_token_spec(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (WALLET_EDGE_TOKENS names the clients of each token since the edge checks tenants: "
+            "'token=fanteam' instead of 'token')"
+        ) from None
 
 
 def parse_networks(text: str) -> list[IPNetwork]:
@@ -77,28 +72,36 @@ def _inside(address: IPAddress, networks: Iterable[IPNetwork]) -> bool:
 
 
 class TokenVerifier:
-    """Checks an `Authorization` header against the configured tokens."""
+    """Checks an `Authorization` header against the configured tokens; says which clients it may act for."""
 
-    def __init__(self, digests: Sequence[bytes]) -> None:
-        self._digests = tuple(digests)
+    def __init__(self, grants: Sequence[Grant]) -> None:
+        self._grants = tuple(grants)
 
     @classmethod
     def from_setting(cls, text: str) -> TokenVerifier:
         return cls(parse_tokens(text))
 
     def __bool__(self) -> bool:
-        return bool(self._digests)
+        return bool(self._grants)
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        return self._grants
+
+    def clients(self) -> frozenset[str]:
+        """Every client some token may act for (`{"*"}` if one may act for all): what the core token needs."""
+        return clients_of(self._grants)
+
+    def grant(self, authorization: str | None) -> Grant | None:
+        """The grant of the header's `Bearer <token>`, or None when it is not a configured token."""
+        token = bearer_token(authorization)
+        if token is None:
+            return None
+        return find_grant(token, self._grants)
 
     def check(self, authorization: str | None) -> bool:
         """True when the header is `Bearer <token>` with a configured token."""
-        token = bearer_token(authorization)
-        if token is None:
-            return False
-        presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
-        matched = False
-        for digest in self._digests:  # every digest, always: no early exit
-            matched |= hmac.compare_digest(presented, digest)
-        return matched
+        return self.grant(authorization) is not None
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -60,7 +60,8 @@ BETS_CODES: dict[type[WalletError], str] = {
     Unavailable: WALLET_UNAVAILABLE,
     DeadlineExceeded: WALLET_UNAVAILABLE,
     TransportError: WALLET_UNAVAILABLE,
-    PermissionDenied: WALLET_UNAVAILABLE,
+    # the core refuses the edge's core token the client the callback names (edge_http.tenants says the same)
+    PermissionDenied: "permission_denied",
     Unauthenticated: WALLET_UNAVAILABLE,
 }
 
@@ -76,6 +77,7 @@ WINNERS_REASONS: dict[type[WalletError], str] = {
     InvalidAmount: "invalid_amount",
     UnknownCurrency: "currency_not_supported",
     InvalidArgument: "invalid_request",
+    PermissionDenied: "permission_denied",
 }
 
 # The core answered and refused: nothing was applied, and the same call gets the same answer.
@@ -117,20 +119,6 @@ def winners_reason(error: WalletError) -> str:
 def is_definite(error: WalletError) -> bool:
     """The core answered and refused: nothing was applied; repeating the call gives the same answer."""
     return isinstance(error, DEFINITE)
-
-
-def never_sent(error: WalletError) -> bool:
-    """The request certainly never reached the core (the connection could not be made)."""
-    return isinstance(error, Unavailable) and bool(getattr(error, "connect_failed", False))
-
-
-def maybe_applied(error: WalletError) -> bool:
-    """Nobody knows whether the call was applied: a timeout, a broken connection, an unexpected error.
-
-    Any error that is neither a definite refusal nor a connection that never opened counts,
-    so an error the tables do not know is treated as the worst case.
-    """
-    return not is_definite(error) and not never_sent(error)
 
 
 def reason_of(error: WalletError) -> str:

@@ -3,7 +3,8 @@
 - `CallbackObserver`: times the callback, writes its log line and its metrics.
 - `CallbackGuard`: the transport-level checks, before a byte of the body is read, in this
   order: address allowlist (403), bearer token (401), declared size (413), content type (415).
-  A refused request is answered here and its resource never runs.
+  A refused request is answered here and its resource never runs. An accepted token's grant
+  (the clients it may act for) is left in `req.context.grant` for the resource to check.
 - `WalletLifecycle`: closes the core client the app built, at ASGI lifespan shutdown.
 
 Only resources with `callback = True` (POST /bets, POST /winners) are guarded and observed;
@@ -90,9 +91,13 @@ class CallbackGuard:
                 return self._refuse(req, resp, 403, "forbidden", "this address may not call the wallet")
         if self._insecure:
             log.warning("%s %s accepted WITHOUT authentication (insecure_no_auth is set)", req.method, req.path)
-        elif not self._tokens.check(req.get_header("Authorization")):
-            resp.set_header("WWW-Authenticate", 'Bearer realm="wallet"')
-            return self._refuse(req, resp, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            req.context.grant = None  # no token, so no per-client check: the core token is the only limit
+        else:
+            grant = self._tokens.grant(req.get_header("Authorization"))
+            if grant is None:
+                resp.set_header("WWW-Authenticate", 'Bearer realm="wallet"')
+                return self._refuse(req, resp, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            req.context.grant = grant  # the clients this token may act for (edge_http.tenants)
         if req.method != "POST":
             return None  # Falcon answers 405; nothing to check in a body that is not read
         length = req.get_header("Content-Length")

@@ -15,12 +15,14 @@ USER_UID = {
 
 BETS_CODES = [
     "insufficient_funds", "wallet_not_found", "currency_not_supported", "account_blocked",
-    "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable",
+    "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable", "permission_denied",
 ]
 WINNERS_REASONS = [
     "unknown_bet", "stake_mismatch", "currency_mismatch", "settlement_conflict", "stake_cancelled",
     "wallet_not_found", "invalid_amount", "currency_not_supported", "invalid_request", "wallet_unavailable",
+    "permission_denied",
 ]
+TENANT = "Must be a client the caller's token may act for (WALLET_EDGE_TOKENS), else the whole callback is refused."
 
 
 def _error(codes: list[str] | None = None, description: str = "") -> dict[str, Any]:
@@ -81,7 +83,7 @@ DOCUMENT: dict[str, Any] = {
                     "user": {
                         "type": "object", "required": ["client", "uid"],
                         "properties": {
-                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The tenant."},
+                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The tenant. " + TENANT},
                             "uid": USER_UID,
                             "ip": {"type": "string", "description": "Not used."},
                         },
@@ -91,7 +93,8 @@ DOCUMENT: dict[str, Any] = {
                         "properties": {
                             "currency": {"type": "string", "pattern": CURRENCY_PATTERN},
                             "uid": UID,
-                            "client": {"type": "string", "description": "Not used (the tenant is user.client)."},
+                            "client": {"type": "string", "minLength": 1, "maxLength": 128,
+                                       "description": "The pool's tenant (the wallet is user.client's). " + TENANT},
                             "game": {"type": "string", "description": "Not used."},
                             "overdraw": {"type": "string", "description": "Not used."},
                         },
@@ -136,8 +139,11 @@ DOCUMENT: dict[str, Any] = {
                 "properties": {
                     "pool": {
                         "type": "object",
-                        "properties": {"uid": UID},
-                        "description": "Only `uid` is used (as the payout's reference).",
+                        "properties": {
+                            "uid": UID,
+                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": TENANT},
+                        },
+                        "description": "`uid` is the payout's reference; `client` is checked against the token.",
                     },
                     "bets": {"type": "array", "items": _ref("WinnersBet")},
                 },
@@ -149,7 +155,7 @@ DOCUMENT: dict[str, Any] = {
                     "user": {
                         "type": "object", "required": ["client", "uid"],
                         "properties": {
-                            "client": {"type": "string", "minLength": 1, "maxLength": 128},
+                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": TENANT},
                             "uid": USER_UID,
                             "name": {"type": "string", "description": "Not used."},
                         },
@@ -168,6 +174,23 @@ DOCUMENT: dict[str, Any] = {
                 "type": "object",
                 "required": ["status", "settled"],
                 "properties": {"status": {"const": "ok"}, "settled": {"type": "array", "items": UID}},
+            },
+            "TenantRefused": {
+                "type": "object",
+                "required": ["error", "message", "settled", "failed"],
+                "properties": {
+                    "error": {"const": "permission_denied"},
+                    "message": {"type": "string"},
+                    "settled": {"type": "array", "maxItems": 0},
+                    "failed": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["bet_uid", "reason", "message"],
+                            "properties": {"bet_uid": UID, "reason": {"const": "permission_denied"}, "message": {"type": "string"}},
+                        },
+                    },
+                },
             },
             "SettlementFailed": {
                 "type": "object",
@@ -224,6 +247,14 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json(_ref("WinnersOk"), "Every bet is settled (now, or earlier)."),
                     "400": _json(_error(["invalid_request"]), "A malformed body; nothing was settled."),
                     **TRANSPORT_RESPONSES,
+                    "403": {
+                        "description": "The caller's address is not in the allowlist (`forbidden`), or the callback "
+                                       "names a client its token may not act for (`permission_denied`, every bet in "
+                                       "`failed`). Nothing was settled.",
+                        "content": {"application/json": {"schema": {"oneOf": [
+                            _error(["forbidden"]), _ref("TenantRefused"),
+                        ]}}},
+                    },
                     "422": _json(
                         _ref("SettlementFailed"),
                         "Some bets could not be settled for a reason a retry alone does not fix (unknown bet, "

@@ -32,6 +32,7 @@ from decimal import Decimal
 
 from clients import AccountRef, DebitItem, DebitResult, FenceOutcome, FenceResult, Purpose
 from clients.errors import BY_REASON, IdempotencyConflict, WalletError
+from clients.tokens import Grant
 
 from edge_http import errors
 from edge_http.betflex import pool_reference, stake_id
@@ -39,6 +40,7 @@ from edge_http.metrics import EdgeMetrics
 from edge_http.port import WalletPort
 from edge_http.retry import CallPolicy
 from edge_http.schemas import BetsBody, BodyError, decode_bets, slip_ids, user_id
+from edge_http.tenants import PERMISSION_DENIED, check_bets
 
 log = logging.getLogger("edge_http.bets")
 
@@ -125,12 +127,19 @@ class BetPlacer:
         self._fence_deadline = fence_deadline
         self._calls = calls
 
-    async def handle(self, raw: bytes) -> tuple[BetsBody | None, Placement]:
-        """A raw /bets body → (the decoded body if it could be used, the decision)."""
+    async def handle(self, raw: bytes, grant: Grant | None = None) -> tuple[BetsBody | None, Placement]:
+        """A raw /bets body from a caller whose token has `grant` → (the body if it could be used, the decision).
+
+        A slip naming a client the token may not act for is refused before anything is asked of the
+        core (`edge_http.tenants`); `grant` None is the unauthenticated dev mode (no per-client check).
+        """
         try:
             body = decode_bets(raw)
         except BodyError as error:
-            return None, await self.refuse_invalid(raw, error)
+            return None, await self.refuse_invalid(raw, error, grant)
+        denied = check_bets(grant, body)
+        if denied is not None:
+            return body, Refused(PERMISSION_DENIED, denied.message)
         return body, await self.place(body)
 
     async def place(self, body: BetsBody) -> Placement:
@@ -155,11 +164,13 @@ class BetPlacer:
             return await self._fence(client, uids, [item.transaction_id for item in items], refusal, items)
         return self._taken(uids, result)
 
-    async def refuse_invalid(self, raw: bytes, error: BodyError) -> Placement:
+    async def refuse_invalid(self, raw: bytes, error: BodyError, grant: Grant | None = None) -> Placement:
         """A body that cannot be used: 402 with its error, once every bet uid it names is fenced."""
         named = slip_ids(raw)
         if not named:
             return Refused(error.code, error.message)
+        if grant is not None and not all(grant.allows(client) for client in named):
+            return Refused(error.code, error.message)  # another tenant's uids: not this caller's to fence
         outcomes = [
             await self._fence(client, uids, [stake_id(client, uid) for uid in uids], BodyRefusal(error))
             for client, uids in named.items()

@@ -1,7 +1,9 @@
 """The HTTP resources: read the body, hand it to a use case, write the answer. Nothing else.
 
 Authentication, the allowlist, size and content-type checks happen before these run
-(`edge_http.middleware`); the decisions about money live in `placement` and `settlement`.
+(`edge_http.middleware`); a decoded callback naming a client its token may not act for is
+refused here before the use case runs (`edge_http.tenants`); the decisions about money live
+in `placement` and `settlement`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from edge_http.placement import BetPlacer, Conflict, Placed, Refused, Unresolved
 from edge_http.responses import send_error, send_json
 from edge_http.schemas import BodyError, decode_winners
 from edge_http.settlement import Settler
+from edge_http.tenants import PERMISSION_DENIED, check_winners
 
 
 class BodyTooLarge(Exception):
@@ -94,7 +97,7 @@ class BetsResource(_Callback):
         raw = await self._body(req, resp)
         if raw is None:
             return
-        body, placement = await self._placer.handle(raw)
+        body, placement = await self._placer.handle(raw, getattr(req.context, "grant", None))
         if body is not None:
             record.client = body.bets[0].user.client
             record.bet_uids = [entry.bet.uid for entry in body.bets]
@@ -140,6 +143,18 @@ class WinnersResource(_Callback):
         record.client = ",".join(clients) if clients else None
         record.bet_uids = [entry.bet.uid for entry in entries]
         record.pool_uids = [pool.pool.uid for pool in body.pools if pool.pool is not None and pool.pool.uid is not None]
+        denied = check_winners(req.context.grant, body)
+        if denied is not None:
+            record.outcome = PERMISSION_DENIED
+            record.message = denied.message
+            named = set(denied.bet_uids)
+            failed = [{
+                "bet_uid": entry.bet.uid, "reason": PERMISSION_DENIED,
+                "message": denied.message if entry.bet.uid in named else "not attempted: another bet of this "
+                                                                         "callback names a client this token may not act for",
+            } for entry in entries]
+            record.failed = [{"bet_uid": f["bet_uid"], "reason": PERMISSION_DENIED} for f in failed]
+            return send_error(resp, 403, PERMISSION_DENIED, denied.message, settled=[], failed=failed)
 
         settlement = await self._settler.settle(body)
         if settlement.status == 200:

@@ -44,6 +44,7 @@ class BetsUser(msgspec.Struct):
 class BetsPool(msgspec.Struct):
     currency: str
     uid: Uid
+    client: Name | None = None  # checked against the token's clients (edge_http.tenants)
 
 
 class BetsBet(msgspec.Struct):
@@ -82,6 +83,7 @@ class WinnerEntry(msgspec.Struct):
 
 class WinnersPool(msgspec.Struct):
     uid: Uid | None = None
+    client: Name | None = None  # checked against the token's clients (edge_http.tenants)
 
 
 class PoolEntry(msgspec.Struct):

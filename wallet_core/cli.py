@@ -96,47 +96,100 @@ def _dev_token(data_dir: Path) -> tuple[str, bool]:
     return token, True
 
 
+DEFAULT_SERVE_CLIENTS = "fanteam"
+
+
 @cli.command()
 @click.option("--http", "http_addr", default=None, metavar="HOST:PORT", help=f"betflex edge address [default: {DEFAULT_HTTP}].")
 @click.option("--grpc", "grpc_addr", default=None, metavar="HOST:PORT", help=f"gRPC address [default: {DEFAULT_GRPC}].")
+@click.option("--clients", "dev_clients", default=DEFAULT_SERVE_CLIENTS, envvar="WALLET_SERVE_CLIENTS", show_default=True,
+              metavar="C1,C2", help="Clients the generated access token may act for (env WALLET_SERVE_CLIENTS); "
+                                    "'*' for every client.")
 @db_option
 @config_option
-def serve(http_addr: str | None, grpc_addr: str | None, db: str | None, config: Path | None) -> None:
-    """Run the core and the betflex edge together (embedded SQLite by default), migrating first."""
+def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: str | None, config: Path | None) -> None:
+    """Run the core and the betflex edge together (embedded SQLite by default), migrating first.
+
+    Tokens: a generated access token, kept in the data directory, may act for --clients; it is
+    betflex's token unless WALLET_EDGE_TOKENS is set. The edge reaches the core with
+    WALLET_CORE_TOKEN when it is set (the core must grant it in WALLET_GRPC_TOKENS), else with a
+    token generated at each start, kept in memory only, for exactly the clients of the edge's tokens.
+    """
+    from pydantic import ValidationError
+
+    from clients.tokens import find_grant, parse_token_spec, spec
+    from edge_http.app import describe_tokens
     from edge_http.app import run as run_edge
+    from edge_http.auth import TokenVerifier
     from edge_http.config import EdgeSettings
     from wallet_core.grpc_api.server import create_server
     from wallet_core.storage.migrate import upgrade
 
     settings = _settings(config, database_url=db, grpc_addr=grpc_addr)
+    try:
+        edge = EdgeSettings(**({"http_addr": http_addr} if http_addr else {}))
+    except ValidationError as exc:
+        raise click.UsageError(f"configuration: {exc}") from None
     _configure_logging(settings.log_level)
+    clients = sorted({c.strip() for c in dev_clients.split(",") if c.strip()})
+    if not clients or any(";" in c or "=" in c for c in clients):
+        raise click.UsageError("--clients / WALLET_SERVE_CLIENTS: expected client names separated by ',' (or '*')")
     token, new = _dev_token(settings.data_dir)
-    # the generated token always reaches every client, so the edge (and the operator) can use it
-    grpc_tokens = ";".join(filter(None, [settings.grpc_tokens, f"{token}=*"]))
+    grants = [spec(token, clients)]  # the generated access token: the operator's, and betflex's by default
+    if not edge.edge_tokens and not edge.insecure_no_auth:
+        edge = edge.model_copy(update={"edge_tokens": spec(token, clients)})
+    edge_tokens = TokenVerifier.from_setting(edge.edge_tokens)
+    edge_clients = sorted(edge_tokens.clients()) if edge_tokens and not edge.insecure_no_auth else clients
+    if edge.core_token:
+        granted = find_grant(edge.core_token, parse_token_spec(settings.grpc_tokens))
+        if granted is None and not settings.insecure_no_auth:
+            raise click.UsageError("WALLET_CORE_TOKEN is set but WALLET_GRPC_TOKENS does not grant it: "
+                                   "add 'token=client1,client2' for the clients of the edge's tokens")
+        missing = [c for c in edge_clients if granted is not None and not granted.allows(c)]
+        if missing and not settings.insecure_no_auth:
+            names = "every client" if "*" in missing else ", ".join(missing)
+            click.echo(f"warning: WALLET_CORE_TOKEN may not act for {names}, which an edge token "
+                       "may: the core will refuse those callbacks", err=True)
+        core_line = "the edge reaches the core with WALLET_CORE_TOKEN (granted by WALLET_GRPC_TOKENS)"
+    else:
+        core_token = secrets.token_urlsafe(32)  # this process's own, never stored nor shown
+        grants.append(spec(core_token, edge_clients))
+        edge = edge.model_copy(update={"core_token": core_token})
+        core_line = f"the edge reaches the core with a generated token for clients: {', '.join(edge_clients)}"
+    grpc_tokens = ";".join(filter(None, [settings.grpc_tokens, *grants]))
+    parse_token_spec(grpc_tokens)  # the generated entries are well-formed: the configured part was checked
     settings = settings.model_copy(update={"grpc_tokens": grpc_tokens})
     upgrade(settings.database_url)
     server, port = create_server(settings, _build_ledger(settings))
     server.start()
-    edge = EdgeSettings(core_addr=f"127.0.0.1:{port}", core_token=token, **({"http_addr": http_addr} if http_addr else {}))
-    if not edge.edge_tokens and not edge.insecure_no_auth:
-        edge = edge.model_copy(update={"edge_tokens": token})
+    edge = edge.model_copy(update={"core_addr": f"127.0.0.1:{port}"})
     host, _, http_port = edge.http_addr.rpartition(":")
     url = f"http://{host}:{http_port}"
+    default_edge_token = edge.edge_tokens == spec(token, clients)
     lines = [
         f"wallet core on {settings.grpc_addr.rpartition(':')[0]}:{port} (database {settings.database_url})",
         f"betflex edge on {url}",
     ]
+    if edge.insecure_no_auth:
+        lines.append("  INSECURE: the edge accepts callbacks without a token (WALLET_INSECURE_NO_AUTH)")
+    elif default_edge_token:
+        lines.append(f"  betflex's token is the generated access token; it may act for clients: {', '.join(clients)}")
+    else:
+        lines += [f"  {line} (WALLET_EDGE_TOKENS)" for line in describe_tokens(edge_tokens)]
+    lines.append(f"  {core_line}")
     if new:
         lines += [
-            f"generated an access token, kept in {settings.data_dir / 'token'} (shown only this once):",
+            f"generated an access token for clients {', '.join(clients)}, kept in {settings.data_dir / 'token'} "
+            "(shown only this once):",
             f"  {token}",
         ]
     else:
-        lines.append(f"access token: in {settings.data_dir / 'token'}")
+        lines.append(f"access token (clients {', '.join(clients)}): in {settings.data_dir / 'token'}")
+    bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "'<a token of WALLET_EDGE_TOKENS>'"
     lines += [
         "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100`",
         f"  with WALLET_TOKEN=$(cat {settings.data_dir / 'token'}) and --grpc 127.0.0.1:{port}):",
-        f"  curl -sS -X POST {url}/bets -H 'Authorization: Bearer '$(cat {settings.data_dir / 'token'}) \\",
+        f"  curl -sS -X POST {url}/bets -H 'Authorization: Bearer '{bearer} \\",
         "    -H 'Content-Type: application/json' \\",
         "    -d '{\"bets\":[{\"user\":{\"client\":\"fanteam\",\"uid\":1001,\"ip\":\"203.0.113.7\"},"
         "\"pool\":{\"client\":\"fanteam\",\"currency\":\"EUR\",\"game\":\"betflex\",\"uid\":550001,\"overdraw\":\"37.50\"},"

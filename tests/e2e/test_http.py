@@ -46,7 +46,7 @@ def test_the_right_token_and_a_hashed_token(core: Core, funded: WalletClient) ->
     with running_edge(core.target) as edge:
         with edge.client() as http:
             assert http.post("/bets", json=example("bets")).status_code == 200
-    with running_edge(core.target, edge_tokens=f"other,{digest}") as edge, edge.client("hashed-secret") as http:
+    with running_edge(core.target, edge_tokens=f"other=fanteam;{digest}=fanteam") as edge, edge.client("hashed-secret") as http:
         assert http.post("/bets", json=example("bets")).json()["bets"][0]["balance"] == "85.00"
 
 

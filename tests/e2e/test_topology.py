@@ -14,26 +14,22 @@ import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import grpc
-import yaml
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients import AccountRef, WalletClient
 from edge_http.config import EdgeSettings
 from tests.support.betflex import example
+from tests.support.compose import SERVICES, WALLET_SERVICES, command, environment, run_service
 from tests.support.db import postgres_or_skip
-from tests.support.stack import ROOT, free_port, spawn, wait_until, wallet_command
+from tests.support.stack import ROOT, free_port, wait_until, wallet_command
 from wallet_core.cli import cli
 from wallet_core.config import Settings
 
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES: dict[str, Any] = COMPOSE["services"]
-WALLET_SERVICES = [name for name, service in SERVICES.items() if "build" in service]
 CLI_VARIABLES = {"WALLET_TOKEN", "WALLET_CORE_ADDR", "WALLET_CONFIG"}  # read by the operator commands
 KNOWN_VARIABLES = (
     {f"WALLET_{name.upper()}" for name in Settings.model_fields}
@@ -42,32 +38,16 @@ KNOWN_VARIABLES = (
 )
 
 
-def _command(service: str) -> list[str]:
-    return list(SERVICES[service]["command"])
-
-
-def _environment(service: str, substitutions: dict[str, str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for key, value in SERVICES[service].get("environment", {}).items():
-        text = str(value)
-        # compose's ${VAR:?message} takes the variable from the caller's environment
-        text = re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", lambda m: substitutions[m.group(1)], text)
-        for old, new in substitutions.items():
-            text = text.replace(old, new)
-        env[key] = text
-    return env
-
-
 # ---------------------------------------------------------------- the compose file against the CLI
 
 
 @pytest.mark.parametrize("service", WALLET_SERVICES)
 def test_every_compose_command_and_option_exists(service: str) -> None:
-    command = _command(service)
-    result = CliRunner().invoke(cli, [*command, "--help"], prog_name="wallet")
+    words = command(service)
+    result = CliRunner().invoke(cli, [*words, "--help"], prog_name="wallet")
     assert result.exit_code == 0, result.output
-    for option in (word for word in command if word.startswith("--")):
-        assert option in result.output, f"{service}: `wallet {' '.join(command)}` has no option {option}"
+    for option in (word for word in words if word.startswith("--")):
+        assert option in result.output, f"{service}: `wallet {' '.join(words)}` has no option {option}"
 
 
 @pytest.mark.parametrize("service", WALLET_SERVICES)
@@ -103,26 +83,21 @@ def _health(target: str) -> bool:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _run_service(service: str, env: dict[str, str], address: str | None, log: Path) -> subprocess.Popen[bytes]:
-    command = [address if word.startswith("0.0.0.0:") else word for word in _command(service)]
-    return spawn(command, env, log)
-
-
 @pytest.mark.postgres
 def test_the_compose_topology_as_separate_processes(pg_url: str, tmp_path: Path) -> None:
     grpc_port, http_port = free_port(), free_port()
-    tokens = {"WALLET_CORE_TOKEN": "core-secret-for-the-test", "WALLET_EDGE_TOKENS": "edge-secret-for-the-test"}
+    tokens = {"WALLET_CORE_TOKEN": "core-secret-for-the-test", "WALLET_EDGE_TOKEN": "edge-secret-for-the-test"}
     substitutions = {
         **tokens,
         "postgresql://wallet:wallet@postgres:5432/wallet": pg_url,
         "core:50051": f"127.0.0.1:{grpc_port}",
     }
-    migrate = _run_service("migrate", _environment("migrate", substitutions), None, tmp_path / "migrate.log")
+    migrate = run_service("migrate", environment("migrate", substitutions), None, tmp_path / "migrate.log")
     assert migrate.wait(120) == 0, (tmp_path / "migrate.log").read_text()
 
     processes = [
-        _run_service("core", _environment("core", substitutions), f"127.0.0.1:{grpc_port}", tmp_path / "core.log"),
-        _run_service("edge", _environment("edge", substitutions), f"127.0.0.1:{http_port}", tmp_path / "edge.log"),
+        run_service("core", environment("core", substitutions), f"127.0.0.1:{grpc_port}", tmp_path / "core.log"),
+        run_service("edge", environment("edge", substitutions), f"127.0.0.1:{http_port}", tmp_path / "edge.log"),
     ]
     try:
         wait_until(lambda: _health(f"127.0.0.1:{grpc_port}"), 60, "the core did not start")
@@ -133,7 +108,7 @@ def test_the_compose_topology_as_separate_processes(pg_url: str, tmp_path: Path)
         with WalletClient(f"127.0.0.1:{grpc_port}", token=tokens["WALLET_CORE_TOKEN"]) as wallet:
             wallet.open_account(alice)
             wallet.deposit("fund-alice", alice, "100.00")
-            headers = {"Authorization": f"Bearer {tokens['WALLET_EDGE_TOKENS']}"}
+            headers = {"Authorization": f"Bearer {tokens['WALLET_EDGE_TOKEN']}"}
             assert httpx.post(edge + "/bets", json=example("bets"), headers=headers).status_code == 200
             assert httpx.post(edge + "/winners", json=example("winners"), headers=headers).status_code == 200
             assert wallet.get_balance(alice).balance == Decimal("122.50")

@@ -89,7 +89,7 @@ def hashed_stack(db_url: str, tmp_path: Path) -> Iterator[tuple[CoreProcess, Edg
     """Core and edge whose configuration holds only hashes of the tokens."""
     spec = f"{sha256(SECRET_CORE)}=fanteam;{sha256('admin-' + SECRET_CORE)}=*"
     with running_core_process(db_url, tmp_path / "core.log", tokens=spec) as core, running_edge(
-        core.target, SECRET_CORE, tmp_path / "edge.log", edge_tokens=sha256(SECRET_EDGE),
+        core.target, SECRET_CORE, tmp_path / "edge.log", edge_tokens=f"{sha256(SECRET_EDGE)}=fanteam",
     ) as edge:
         yield core, edge
 

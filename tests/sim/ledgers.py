@@ -86,7 +86,8 @@ class MemoryLedger(Ledger):
         self.wallets[key] = Wallet(self._id(), key, 0, AccountStatus.ACTIVE, 0)
 
     def _run_batch(self, calls: Sequence[Call]) -> list[Outcome]:
-        book = Book(self.currencies, self.clock(), lambda c, cur: self.system_ids[(c, cur)], self.wallets, self.txs)
+        book = Book(self.currencies, self.clock(), lambda c, cur: self.system_ids[(c, cur)], self.wallets, self.txs,
+                    system_balances=self.system_balances)
         outcomes = [book.apply(call) for call in calls]
         for tx in book.new_txs:
             tx.pk = self._id()

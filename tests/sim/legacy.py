@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from clients import CancelOutcome, DebitItem
-from clients.errors import StakeCancelled, WalletError
+from clients.errors import StakeCancelled, Unavailable, WalletError
 
 from edge_http import errors
 from edge_http.placement import Placed, Placement, Refused, TakenBet, Unresolved, debit_items, format_amount
@@ -74,7 +74,9 @@ class LegacyBetPlacer:
                 if errors.is_definite(error):
                     return Refused(errors.bets_code(error), errors.message_of(error))
                 last = error
-                maybe_applied = maybe_applied or errors.maybe_applied(error)
+                # the old rule: a connection that never opened proved, to it, that nothing was taken
+                never_sent = isinstance(error, Unavailable) and bool(getattr(error, "connect_failed", False))
+                maybe_applied = maybe_applied or not never_sent
                 await backoff.pause(deadline - self._now())
                 continue
             return self._taken(uids, result)

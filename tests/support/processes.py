@@ -30,6 +30,8 @@ from wallet_core.storage.engine import normalize_url
 WALLET = str(Path(sys.executable).with_name("wallet"))
 START_TIMEOUT = 60.0
 EDGE_TOKEN = "edge-secret-token-for-betflex"
+# it may act for every client: the core token given to each edge is what limits these edges
+EDGE_TOKENS = f"{EDGE_TOKEN}=*"
 
 
 def free_port() -> int:
@@ -150,7 +152,7 @@ class CoreProcess(_Process):
 class EdgeProcess(_Process):
     """`wallet edge` on 127.0.0.1:<port>, calling the core at `core_target` with `core_token`."""
 
-    def __init__(self, core_target: str, core_token: str, log_path: Path, *, edge_tokens: str = EDGE_TOKEN,
+    def __init__(self, core_target: str, core_token: str, log_path: Path, *, edge_tokens: str = EDGE_TOKENS,
                  **env: str) -> None:
         self.port = free_port()
         extra = {

@@ -28,6 +28,9 @@ from tests.support.processes import free_port, wait_until
 from tests.support.servers import TOKENS
 
 EDGE_TOKEN = "tok-betflex-edge"
+# the edge token of the test edges may act for every client: their core token is what limits them
+# (TOKENS["fanteam"]); the edge's own per-client check is tested in tests/e2e/test_tenants.py
+EDGE_TOKENS = f"{EDGE_TOKEN}=*"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,7 +51,7 @@ class Edge:
 def running_edge(core_target: str, *, core_token: str = TOKENS["fanteam"], **settings: Any) -> Iterator[Edge]:
     """The betflex edge on 127.0.0.1:<free port>, calling the core at `core_target`."""
     config = EdgeSettings(**{
-        "http_addr": "127.0.0.1:0", "core_addr": core_target, "core_token": core_token, "edge_tokens": EDGE_TOKEN,
+        "http_addr": "127.0.0.1:0", "core_addr": core_target, "core_token": core_token, "edge_tokens": EDGE_TOKENS,
         **settings,
     })
     sock = socket.socket()

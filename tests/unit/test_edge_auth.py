@@ -12,23 +12,42 @@ from edge_http.auth import AddressPolicy, TokenVerifier, bearer_token, parse_add
 # ---------------------------------------------------------------- tokens
 
 
-def test_tokens_are_kept_as_digests_and_hashes_may_be_configured() -> None:
+def test_tokens_are_kept_as_digests_with_their_clients_and_hashes_may_be_configured() -> None:
     digest = hashlib.sha256(b"second").hexdigest()
-    digests = parse_tokens(f" first , sha256:{digest},, SHA256:{digest.upper()} ")
-    assert digests == [hashlib.sha256(b"first").digest(), bytes.fromhex(digest), bytes.fromhex(digest)]
+    grants = parse_tokens(f" first = fanteam ; sha256:{digest}=casino, fanteam;; SHA256:{digest.upper()}=* ")
+    assert [g.digest for g in grants] == [hashlib.sha256(b"first").digest(), bytes.fromhex(digest), bytes.fromhex(digest)]
+    assert [g.clients for g in grants] == [frozenset({"fanteam"}), frozenset({"casino", "fanteam"}), frozenset({"*"})]
+
+
+def test_the_edge_and_the_core_read_tokens_with_one_parser() -> None:
+    """DESIGN 5: each edge token is allowed a set of clients, like a core token: the same format, one rule."""
+    from wallet_core.grpc_api import auth as core_auth
+    from clients import tokens
+
+    assert core_auth.parse_token_spec is tokens.parse_token_spec
+    spec = "a=fanteam,casino;b==*;sha256:" + "ab" * 32 + "=fanteam"
+    assert parse_tokens(spec) == core_auth.parse_token_spec(spec)
+    assert parse_tokens("tok==fanteam")[0].digest == hashlib.sha256(b"tok=").digest(), "a token may end in '='"
 
 
 @pytest.mark.parametrize("entry", ["sha256:", "sha256:abc", "sha256:" + "g" * 64, "sha256:" + "a" * 63])
 def test_a_malformed_hash_entry_is_refused_without_echoing_it(entry: str) -> None:
     with pytest.raises(ValueError) as caught:
-        parse_tokens(f"good,{entry}")
-    assert "#2" in str(caught.value)
+        parse_tokens(f"good=fanteam;{entry}=fanteam")
+    assert "entry 2" in str(caught.value)
     assert entry.removeprefix("sha256:") not in str(caught.value).replace("sha256:", "") or entry == "sha256:"
+
+
+@pytest.mark.parametrize("setting", ["tok", "tok1,tok2", "tok=", "=fanteam", "tok= , ;x=y"])
+def test_a_token_without_clients_is_refused_without_echoing_it(setting: str) -> None:
+    with pytest.raises(ValueError, match="token entry 1") as caught:
+        parse_tokens(setting)
+    assert "tok" not in str(caught.value).replace("token", "")
 
 
 def test_no_tokens_means_an_empty_verifier() -> None:
     assert not TokenVerifier.from_setting("")
-    assert not TokenVerifier.from_setting(" , ,")
+    assert not TokenVerifier.from_setting(" ; ;")
     assert not TokenVerifier.from_setting("").check("Bearer ")
 
 
@@ -43,30 +62,40 @@ def test_bearer_header_parsing(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
 
 
-def test_only_configured_tokens_pass() -> None:
+def test_only_configured_tokens_pass_and_each_brings_its_clients() -> None:
     hashed = hashlib.sha256(b"hashed-one").hexdigest()
-    verifier = TokenVerifier.from_setting(f"alpha,beta,sha256:{hashed}")
+    verifier = TokenVerifier.from_setting(f"alpha=fanteam;beta=casino,fanteam;sha256:{hashed}=*")
     assert verifier.check("Bearer alpha")
     assert verifier.check("Bearer beta")
     assert verifier.check("Bearer hashed-one")
+    assert verifier.grant("Bearer alpha").clients == {"fanteam"}  # type: ignore[union-attr]
+    assert verifier.grant("Bearer beta").clients == {"casino", "fanteam"}  # type: ignore[union-attr]
+    assert verifier.grant("Bearer hashed-one").allows("anyone")  # type: ignore[union-attr]
+    assert not verifier.grant("Bearer alpha").allows("casino")  # type: ignore[union-attr]
     for wrong in ["Bearer alph", "Bearer alphaa", "Bearer ALPHA", f"Bearer {hashed}", f"Bearer sha256:{hashed}",
                   "alpha", "Basic alpha", "Bearer", None, "Bearer \udcff"]:
         assert not verifier.check(wrong), wrong
+        assert verifier.grant(wrong) is None
+
+
+def test_the_clients_the_core_token_needs_are_the_union_of_the_edge_tokens() -> None:
+    assert TokenVerifier.from_setting("a=fanteam;b=casino,fanteam").clients() == {"casino", "fanteam"}
+    assert TokenVerifier.from_setting("a=fanteam;b=*").clients() == {"*"}
 
 
 def test_every_configured_digest_is_compared(monkeypatch: pytest.MonkeyPatch) -> None:
     """No early exit: the time taken does not say which token (or whether an early one) matched."""
-    import edge_http.auth as auth
+    import clients.tokens as tokens
 
     compared: list[bytes] = []
-    real = auth.hmac.compare_digest
+    real = tokens.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append(b)
         return real(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
-    verifier = TokenVerifier.from_setting("one,two,three")
+    monkeypatch.setattr(tokens.hmac, "compare_digest", spy)
+    verifier = TokenVerifier.from_setting("one=a;two=b;three=c")
     assert verifier.check("Bearer one")
     assert len(compared) == 3
 

@@ -28,7 +28,7 @@ def test_settings_come_from_wallet_variables(monkeypatch: pytest.MonkeyPatch, tm
         "WALLET_CORE_TOKEN": "core-token",
         "WALLET_CORE_TLS": "true",
         "WALLET_CORE_TLS_CA": str(tmp_path / "ca.pem"),
-        "WALLET_EDGE_TOKENS": "a,b",
+        "WALLET_EDGE_TOKENS": "a=fanteam;b=fanteam,casino",
         "WALLET_EDGE_ALLOW": "203.0.113.0/24",
         "WALLET_EDGE_TRUSTED_PROXIES": "10.0.0.0/8",
         "WALLET_EDGE_MAX_BODY_BYTES": "2048",
@@ -44,14 +44,14 @@ def test_settings_come_from_wallet_variables(monkeypatch: pytest.MonkeyPatch, tm
     assert settings.listen() == ("0.0.0.0", 9000)
     assert (settings.core_addr, settings.core_token, settings.core_tls) == ("core:50051", "core-token", True)
     assert settings.core_tls_ca == tmp_path / "ca.pem"
-    assert (settings.edge_tokens, settings.edge_allow, settings.edge_trusted_proxies) == ("a,b", "203.0.113.0/24", "10.0.0.0/8")
+    assert (settings.edge_tokens, settings.edge_allow, settings.edge_trusted_proxies) == ("a=fanteam;b=fanteam,casino", "203.0.113.0/24", "10.0.0.0/8")
     assert settings.edge_max_body_bytes == 2048
     assert (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline) == (5, 0.5, 4)
     assert settings.insecure_no_auth is True
 
 
 def test_tokens_are_not_in_the_repr() -> None:
-    text = repr(EdgeSettings(edge_tokens="edge-secret", core_token="core-secret"))
+    text = repr(EdgeSettings(edge_tokens="edge-secret=fanteam", core_token="core-secret"))
     assert "edge-secret" not in text and "core-secret" not in text
 
 
@@ -60,7 +60,7 @@ def test_tokens_are_not_in_the_repr() -> None:
     [
         ("http_addr", "8080"), ("http_addr", "host:"), ("http_addr", "host:99999"), ("core_addr", "core"),
         ("edge_allow", "10.0.0.1/8"), ("edge_allow", "everyone"), ("edge_trusted_proxies", "10.0.0.0/40"),
-        ("edge_tokens", "sha256:nothex"), ("edge_max_body_bytes", 0), ("edge_bets_deadline", 0),
+        ("edge_tokens", "sha256:nothex=fanteam"), ("edge_tokens", "plain-token"), ("edge_max_body_bytes", 0), ("edge_bets_deadline", 0),
         ("edge_core_attempt_timeout", -1), ("edge_fence_deadline", 0),
     ],
 )
@@ -89,5 +89,13 @@ def test_an_edge_without_a_token_or_the_insecure_flag_is_not_built() -> None:
 
 def test_a_bad_token_setting_is_refused_without_echoing_it() -> None:
     with pytest.raises(ValidationError) as caught:
-        EdgeSettings(edge_tokens="good-token,,sha256:nothex")
-    assert "good-token" not in str(caught.value)
+        EdgeSettings(edge_tokens="good-token=fanteam;;sha256:nothex=fanteam")
+    assert "good-token" not in str(caught.value) and "nothex" not in str(caught.value)
+
+
+def test_the_old_list_of_bare_tokens_is_refused_at_start_up_with_the_new_format() -> None:
+    """A token without clients would have to mean every client: refused instead, naming what to write."""
+    with pytest.raises(ValidationError) as caught:
+        EdgeSettings(edge_tokens="first-secret,second-secret")
+    message = str(caught.value)
+    assert "token=fanteam" in message and "first-secret" not in message and "second-secret" not in message

@@ -51,7 +51,7 @@ def unavailable(connect_failed: bool) -> WalletError:
         (Unavailable, "wallet_unavailable"),
         (DeadlineExceeded, "wallet_unavailable"),
         (TransportError, "wallet_unavailable"),
-        (PermissionDenied, "wallet_unavailable"),
+        (PermissionDenied, "permission_denied"),
         (Unauthenticated, "wallet_unavailable"),
         (WalletError, "wallet_unavailable"),
     ],
@@ -77,7 +77,7 @@ def test_bets_table(cls: type[WalletError], code: str) -> None:
         (DeadlineExceeded, "wallet_unavailable"),
         (TransportError, "wallet_unavailable"),
         (Unauthenticated, "wallet_unavailable"),
-        (PermissionDenied, "wallet_unavailable"),
+        (PermissionDenied, "permission_denied"),
         (NotCancellable, "wallet_unavailable"),
         (WalletError, "wallet_unavailable"),
     ],
@@ -100,26 +100,24 @@ def test_every_error_class_of_the_client_has_a_bets_code() -> None:
     for cls in classes:
         assert errors.bets_code(error(cls)) in {
             "insufficient_funds", "wallet_not_found", "currency_not_supported", "account_blocked",
-            "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable",
+            "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable", "permission_denied",
         }
 
 
 @pytest.mark.parametrize(
-    ("made", "definite", "maybe_applied"),
+    ("made", "definite"),
     [
-        (lambda: error(InsufficientFunds), True, False),
-        (lambda: error(IdempotencyConflict), True, False),
-        (lambda: error(StakeCancelled), True, False),
-        (lambda: error(Unauthenticated), True, False),
-        (lambda: error(PermissionDenied), True, False),
-        (lambda: unavailable(connect_failed=True), False, False),
-        (lambda: unavailable(connect_failed=False), False, True),
-        (lambda: error(DeadlineExceeded), False, True),
-        (lambda: error(TransportError), False, True),
-        (lambda: error(WalletError), False, True),  # unknown: the worst case
+        (lambda: error(InsufficientFunds), True),
+        (lambda: error(IdempotencyConflict), True),
+        (lambda: error(StakeCancelled), True),
+        (lambda: error(Unauthenticated), True),
+        (lambda: error(PermissionDenied), True),
+        (lambda: unavailable(connect_failed=True), False),  # a failed connect proves nothing (DESIGN §5)
+        (lambda: unavailable(connect_failed=False), False),
+        (lambda: error(DeadlineExceeded), False),
+        (lambda: error(TransportError), False),
+        (lambda: error(WalletError), False),  # unknown: the worst case
     ],
 )
-def test_which_failures_may_have_moved_money(made, definite: bool, maybe_applied: bool) -> None:  # type: ignore[no-untyped-def]
-    failure = made()
-    assert errors.is_definite(failure) is definite
-    assert errors.maybe_applied(failure) is maybe_applied
+def test_which_failures_are_answers_of_the_core(made, definite: bool) -> None:  # type: ignore[no-untyped-def]
+    assert errors.is_definite(made()) is definite
