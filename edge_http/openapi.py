@@ -15,7 +15,7 @@ USER_UID = {
 
 BETS_CODES = [
     "insufficient_funds", "wallet_not_found", "currency_not_supported", "account_blocked",
-    "invalid_amount", "invalid_request", "duplicate_bet_conflict", "wallet_unavailable", "permission_denied",
+    "invalid_amount", "invalid_request", "wallet_unavailable", "permission_denied",
 ]
 WINNERS_REASONS = [
     "unknown_bet", "stake_mismatch", "currency_mismatch", "settlement_conflict", "stake_cancelled",
@@ -227,8 +227,13 @@ DOCUMENT: dict[str, Any] = {
                     "400": _json(_error(["invalid_request"]), "An unreadable Content-Length header. Nothing was done."),
                     "402": _json(
                         _error(BETS_CODES),
-                        "The bet slip is refused and NO money moved: a malformed body, a refusal by the wallet, "
-                        "or a wallet that could not be reached (then the bets were cancelled first).",
+                        "None of the slip's bets is taken and none ever will be, on the wallet's word: a malformed "
+                        "body, a refusal by the wallet, or bets the wallet fenced when it could not take them in time.",
+                    ),
+                    "409": _json(
+                        _error(["duplicate_bet_conflict"]),
+                        "A bet uid of the slip is already taken with other content, or the slip mixes taken and new "
+                        "bets: nothing more was taken (money did move for that uid, so this is not a 402).",
                     ),
                     **TRANSPORT_RESPONSES,
                     "503": _json(
