@@ -29,10 +29,12 @@ class Exit(enum.IntEnum):
 class CommandError(click.ClickException):
     """A failure the `wallet` command reports as one line (or JSON) and an exit code."""
 
-    def __init__(self, message: str, *, code: Exit = Exit.USAGE, reason: str = "USAGE") -> None:
+    def __init__(self, message: str, *, code: Exit = Exit.USAGE, reason: str = "USAGE",
+                 show_reason: bool = False) -> None:
         super().__init__(message)
         self.exit_code = int(code)
         self.reason = reason
+        self.show_reason = show_reason  # the text line starts with the reason (the core's, e.g. INSUFFICIENT_FUNDS)
 
 
 # The client's error classes (clients/errors.py) → exit code; the most specific class wins.
@@ -83,7 +85,7 @@ def from_client_error(error: Any, *, target: str, token_given: bool) -> CommandE
         message = f"{message}: the call may or may not have been applied; repeat it with the same --id"
     elif code is Exit.UNAVAILABLE:
         message = f"{message}: retry (with the same --id, a retry is safe)"
-    return CommandError(message, code=code, reason=error.reason)
+    return CommandError(message, code=code, reason=error.reason, show_reason=True)
 
 
 def invalid_settings(error: Any) -> CommandError:
@@ -137,4 +139,5 @@ def report(error: click.ClickException, *, as_json: bool, file: IO[str] | None =
     if as_json:
         click.echo(json.dumps({"error": reason, "message": message}), file=stream)
     else:
-        click.echo(f"wallet: {message}", file=stream)
+        click.echo(f"wallet: {reason}: {message}" if getattr(error, "show_reason", False) else f"wallet: {message}",
+                   file=stream)
