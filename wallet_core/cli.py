@@ -86,7 +86,10 @@ class WalletGroup(click.Group):
         try:
             result = super().main(argv, prog_name, complete_var, False, **extra)
         except click.ClickException as exc:
-            report(exc, as_json=as_json)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `wallet` or `wallet db` alone (click >= 8.2): the help
+                exc.show()
+            else:
+                report(exc, as_json=as_json)
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
             report(CommandError("aborted", code=Exit.FAILED, reason="ABORTED"), as_json=as_json)
