@@ -6,14 +6,25 @@ request and stops (its first byte cancels the keep-alive timer). Such connection
 held open forever (slowloris). Here a connection that is not serving a request must deliver
 complete request headers within `header_timeout` seconds of starting to wait for them, or it
 is closed. A body that never ends is cut off by the resources (`edge_http.resources.read_body`).
+
+A request h11 cannot parse (an unreadable `Content-Length`, a malformed request line or header)
+never reaches Falcon: uvicorn answers it itself, in plain text. Here that answer is the edge's
+JSON error body, 400 `{"error": "invalid_request", "message": ...}`, like every other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+MALFORMED = json.dumps({
+    "error": "invalid_request",
+    "message": "the request is not valid HTTP/1.1 (e.g. an unreadable Content-Length header)",
+}).encode()
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -37,6 +48,15 @@ class DeadlineH11Protocol(H11Protocol):
             self._arm()  # still (or again) waiting for request headers: the deadline runs on
         else:
             self._disarm()  # a request is being served; its body has a deadline of its own
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 refused, with the edge's JSON error body instead of text."""
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(MALFORMED)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=MALFORMED),
+                      h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import secrets
+import socket
 import sys
 import uuid
 from collections.abc import Callable
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from wallet_core.cli_errors import CommandError, Exit, from_client_error, from_exception, invalid_settings, report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,10 +46,61 @@ def _settings(config: Path | None, **overrides: Any) -> Any:
 
     from wallet_core.config import load_settings
 
+    if config is not None and not config.is_file():
+        raise CommandError(f"settings file {config} not found (given by --config or WALLET_CONFIG)",
+                           reason="CONFIG_NOT_FOUND")
     try:
         return load_settings(config, **overrides)
-    except (ValidationError, ValueError) as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+    except ValidationError as exc:
+        raise invalid_settings(exc) from None
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"settings: {exc}", reason="INVALID_SETTINGS") from None
+
+
+def _check_listen(addr: str, where: str) -> None:
+    """Fail with a clear line if `addr` (HOST:PORT) cannot be listened on (e.g. a port in use)."""
+    host, _, port = addr.rpartition(":")
+    if port == "0":
+        return
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            probe.bind(sockaddr)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise CommandError(f"cannot listen on {addr} ({reason.lower()}): choose another address with {where}",
+                           reason="CANNOT_LISTEN") from None
+
+
+class WalletGroup(click.Group):
+    """The `wallet` group: every failure ends as one line on stderr (JSON with --json) and an exit code."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        as_json = "--json" in argv
+        try:
+            result = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `wallet` or `wallet db` alone (click >= 8.2): the help
+                exc.show()
+            else:
+                report(exc, as_json=as_json)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            report(CommandError("aborted", code=Exit.FAILED, reason="ABORTED"), as_json=as_json)
+            sys.exit(Exit.FAILED)
+        except Exception as exc:
+            translated = from_exception(exc)
+            if translated is None:
+                raise  # a bug, not an operator mistake: keep its traceback
+            report(translated, as_json=as_json)
+            sys.exit(translated.exit_code)
+        sys.exit(result if isinstance(result, int) else Exit.OK)
 
 
 config_option = click.option(
@@ -54,7 +110,7 @@ config_option = click.option(
 db_option = click.option("--db", "db", metavar="URL", help="Database URL [default: sqlite:///wallet.db, or WALLET_DATABASE_URL].")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=WalletGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="wallet")
 def cli() -> None:
     """Wallet: an exact double-entry money ledger behind gRPC, with the betflex HTTP edge."""
@@ -63,13 +119,13 @@ def cli() -> None:
 # ---------------------------------------------------------------- services
 
 
-def _build_ledger(settings: Any) -> Any:
+def _build_ledger(settings: Any, *, create: bool = True) -> Any:
     from wallet_core.currencies import CurrencyRegistry
     from wallet_core.service import Ledger
     from wallet_core.storage.engine import make_engine
     from wallet_core.storage.migrate import check_schema
 
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, create=create)
     ledger = Ledger(
         engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
         max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
@@ -80,7 +136,7 @@ def _build_ledger(settings: Any) -> Any:
     except RuntimeError as exc:
         ledger.close()
         engine.dispose()
-        raise click.ClickException(str(exc)) from None
+        raise CommandError(str(exc), reason="REFUSED_TO_START") from None
     return ledger
 
 
@@ -134,6 +190,8 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
     clients = sorted({c.strip() for c in dev_clients.split(",") if c.strip()})
     if not clients or any(";" in c or "=" in c for c in clients):
         raise click.UsageError("--clients / WALLET_SERVE_CLIENTS: expected client names separated by ',' (or '*')")
+    _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
+    _check_listen(http_addr or EdgeSettings().http_addr, "--http or WALLET_HTTP_ADDR")
     token, new = _dev_token(settings.data_dir)
     grants = [spec(token, clients)]  # the generated access token: the operator's, and betflex's by default
     if not edge.edge_tokens and not edge.insecure_no_auth:
@@ -215,9 +273,11 @@ def core(grpc_addr: str | None, db: str | None, config: Path | None, migrate: bo
 
     settings = _settings(config, database_url=db, grpc_addr=grpc_addr, insecure_no_auth=insecure_no_auth or None)
     _configure_logging(settings.log_level)
+    _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
     if migrate:
         upgrade(settings.database_url)
-    serve_forever(settings, _build_ledger(settings))
+    # without --migrate a missing database is not made empty; an old schema is refused (_build_ledger)
+    serve_forever(settings, _build_ledger(settings, create=migrate))
 
 
 @cli.command()
@@ -235,9 +295,10 @@ def edge(http_addr: str | None, core_addr: str | None, insecure_no_auth: bool) -
     try:
         settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+        raise invalid_settings(exc) from None
     _configure_logging("INFO")
-    run_edge(settings)
+    _check_listen(settings.http_addr, "--http or WALLET_HTTP_ADDR")
+    run_edge(settings)  # no edge token: EdgeConfigError, reported as one line naming WALLET_EDGE_TOKENS
 
 
 @cli.group()
@@ -264,30 +325,42 @@ def db_upgrade(db: str | None, config: Path | None) -> None:
 @db_option
 @config_option
 def db_current(db: str | None, config: Path | None) -> None:
-    """Show the database's schema revision and the one this version needs."""
+    """Show the database's schema revision and the one this version needs; exit 1 if they differ."""
     from wallet_core.storage.engine import make_engine
     from wallet_core.storage.migrate import current_revision, head_revision
 
     settings = _settings(config, database_url=db)
-    engine = make_engine(settings.database_url, pool_size=1)
-    click.echo(f"database: {current_revision(engine) or 'empty'}; needed: {head_revision()}")
-    engine.dispose()
+    engine = make_engine(settings.database_url, pool_size=1, create=False)
+    try:
+        current, head = current_revision(engine), head_revision()
+    finally:
+        engine.dispose()
+    behind = current != head
+    click.echo(f"database: {current or 'empty'}; needed: {head}" + (": run `wallet db upgrade`" if behind else ""))
+    sys.exit(Exit.FAILED if behind else Exit.OK)
 
 
 @cli.command()
 @db_option
 @config_option
 def reconcile(db: str | None, config: Path | None) -> None:
-    """Check every ledger invariant; exit 1 on any violation."""
+    """Check every ledger invariant; exit 1 on any violation. Never creates a database."""
     from wallet_core.reconcile import reconcile as run
     from wallet_core.storage.engine import make_engine
+    from wallet_core.storage.migrate import check_schema
 
     settings = _settings(config, database_url=db)
-    engine = make_engine(settings.database_url, pool_size=1)
-    report = run(engine)
-    engine.dispose()
-    click.echo(report.render())
-    sys.exit(0 if report.ok else 1)
+    engine = make_engine(settings.database_url, pool_size=1, create=False)
+    try:
+        try:
+            check_schema(engine)
+        except RuntimeError as exc:
+            raise CommandError(str(exc), reason="SCHEMA_OUT_OF_DATE") from None
+        result = run(engine)
+    finally:
+        engine.dispose()
+    click.echo(result.render())
+    sys.exit(Exit.OK if result.ok else Exit.FAILED)
 
 
 @cli.command()
@@ -333,17 +406,44 @@ def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: s
 
 
 def client_options(fn: F) -> F:
+    """--grpc, --token / --token-file, --tls-ca and --json; the command receives the resolved `token`."""
     options = [
         click.option("--grpc", "target", default=DEFAULT_GRPC, envvar="WALLET_CORE_ADDR", show_default=True,
                      metavar="HOST:PORT", help="The core (env WALLET_CORE_ADDR)."),
-        click.option("--token", envvar="WALLET_TOKEN", help="Bearer token (env WALLET_TOKEN)."),
+        click.option("--token", help="Bearer token [default: from --token-file, else env WALLET_TOKEN]."),
+        click.option("--token-file", type=click.Path(path_type=Path, dir_okay=False),
+                     help="File holding the bearer token, e.g. .wallet/token (the one `wallet serve` generated)."),
         click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="CA certificate: use TLS and verify the core against it."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON (errors too, on stderr)."),
     ]
+
+    @functools.wraps(fn)
+    def command(*args: Any, token: str | None, token_file: Path | None, **kwargs: Any) -> Any:
+        return fn(*args, token=_token(token, token_file), **kwargs)
+
     for option in reversed(options):
-        fn = option(fn)
-    return fn
+        command = option(command)
+    return command  # type: ignore[return-value]
+
+
+def _token(token: str | None, token_file: Path | None) -> str:
+    """--token, else the first line of --token-file, else WALLET_TOKEN; "" when none is given."""
+    if token is not None and token_file is not None:
+        raise click.UsageError("give --token or --token-file, not both")
+    if token is not None:
+        return token
+    if token_file is not None:
+        try:
+            text = token_file.read_text().strip()
+        except OSError as exc:
+            raise CommandError(f"cannot read the token file {token_file} ({exc.strerror or exc}): give the file "
+                               "`wallet serve` wrote (.wallet/token where it ran) or one you made",
+                               reason="TOKEN_FILE") from None
+        if not text:
+            raise CommandError(f"the token file {token_file} is empty", reason="TOKEN_FILE")
+        return text.splitlines()[0].strip()
+    return os.environ.get("WALLET_TOKEN", "")
 
 
 def account_options(fn: F) -> F:
@@ -356,7 +456,7 @@ def account_options(fn: F) -> F:
     return fn
 
 
-def _run(target: str, token: str | None, tls_ca: Path | None, call: Callable[[Any], Any]) -> Any:
+def _run(target: str, token: str, tls_ca: Path | None, call: Callable[[Any], Any]) -> Any:
     from clients import WalletClient
     from clients.errors import WalletError
 
@@ -365,7 +465,12 @@ def _run(target: str, token: str | None, tls_ca: Path | None, call: Callable[[An
         with WalletClient(target, token=token, root_certificates=root) as client:
             return call(client)
     except WalletError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise from_client_error(exc, target=target, token_given=bool(token)) from None
+
+
+def _amount(value: Any) -> str:
+    """An amount as a plain decimal string, never in exponent form (`0.00000001`, not `1E-8`)."""
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
 
 
 def _plain(value: Any) -> Any:
@@ -380,7 +485,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Decimal):
-        return str(value)
+        return _amount(value)
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -399,11 +504,11 @@ def _account(client: str, user: str, currency: str) -> Any:
 @cli.command("open")
 @account_options
 @client_options
-def open_account(client: str, user: str, currency: str, target: str, token: str | None, tls_ca: Path | None,
+def open_account(client: str, user: str, currency: str, target: str, token: str, tls_ca: Path | None,
                  as_json: bool) -> None:
     """Open a wallet (nothing happens if it exists)."""
     account, created = _run(target, token, tls_ca, lambda c: c.open_account(_account(client, user, currency)))
-    _emit(as_json, account, f"{'opened' if created else 'exists'}: {client}/{user} {account.balance} {currency}")
+    _emit(as_json, account, f"{'opened' if created else 'exists'}: {client}/{user} {_amount(account.balance)} {currency}")
 
 
 @cli.command()
@@ -413,7 +518,7 @@ def open_account(client: str, user: str, currency: str, target: str, token: str 
 @click.option("--reference", default="", help="Free text kept with the transaction.")
 @client_options
 def deposit(client: str, user: str, currency: str, amount: str, transaction_id: str | None, reference: str,
-            target: str, token: str | None, tls_ca: Path | None, as_json: bool) -> None:
+            target: str, token: str, tls_ca: Path | None, as_json: bool) -> None:
     """Credit a deposit (opens the wallet if needed)."""
     tid = transaction_id or f"cli-deposit-{uuid.uuid4()}"
     ref = _account(client, user, currency)
@@ -424,7 +529,8 @@ def deposit(client: str, user: str, currency: str, amount: str, transaction_id: 
 
     result = _run(target, token, tls_ca, call)
     t = result.transaction
-    _emit(as_json, result, f"deposited {t.amount} {currency} to {client}/{user}: balance {t.balance_after} "
+    _emit(as_json, result, f"deposited {_amount(t.amount)} {currency} to {client}/{user}: "
+                           f"balance {_amount(t.balance_after)} "
                            f"(transaction {tid}{', replayed' if result.replayed else ''})")
 
 
@@ -435,31 +541,32 @@ def deposit(client: str, user: str, currency: str, amount: str, transaction_id: 
 @click.option("--reference", default="", help="Free text kept with the transaction.")
 @client_options
 def withdraw(client: str, user: str, currency: str, amount: str, transaction_id: str | None, reference: str,
-             target: str, token: str | None, tls_ca: Path | None, as_json: bool) -> None:
+             target: str, token: str, tls_ca: Path | None, as_json: bool) -> None:
     """Debit a withdrawal."""
     tid = transaction_id or f"cli-withdrawal-{uuid.uuid4()}"
     result = _run(target, token, tls_ca,
                   lambda c: c.withdraw(tid, _account(client, user, currency), amount, reference=reference))
     t = result.transactions[0]
-    _emit(as_json, result, f"withdrew {t.amount} {currency} from {client}/{user}: balance {t.balance_after} "
+    _emit(as_json, result, f"withdrew {_amount(t.amount)} {currency} from {client}/{user}: "
+                           f"balance {_amount(t.balance_after)} "
                            f"(transaction {tid}{', replayed' if result.replayed else ''})")
 
 
 @cli.command()
 @account_options
 @client_options
-def balance(client: str, user: str, currency: str, target: str, token: str | None, tls_ca: Path | None,
+def balance(client: str, user: str, currency: str, target: str, token: str, tls_ca: Path | None,
             as_json: bool) -> None:
     """Show a wallet's balance."""
     account = _run(target, token, tls_ca, lambda c: c.get_balance(_account(client, user, currency)))
-    _emit(as_json, account, f"{client}/{user}: {account.balance} {currency} ({account.status.value})")
+    _emit(as_json, account, f"{client}/{user}: {_amount(account.balance)} {currency} ({account.status.value})")
 
 
 @cli.command()
 @account_options
 @click.option("--limit", default=20, show_default=True, help="How many transactions, newest first.")
 @client_options
-def history(client: str, user: str, currency: str, limit: int, target: str, token: str | None,
+def history(client: str, user: str, currency: str, limit: int, target: str, token: str,
             tls_ca: Path | None, as_json: bool) -> None:
     """Show a wallet's transactions, newest first."""
     def call(c: Any) -> list[Any]:
@@ -475,8 +582,8 @@ def history(client: str, user: str, currency: str, limit: int, target: str, toke
 
     rows = _run(target, token, tls_ca, call)
     text = "\n".join(
-        f"{t.created_at:%Y-%m-%d %H:%M:%S}  {t.purpose.value:<10} {t.status.value:<9} {t.amount:>14} "
-        f"-> {t.balance_after or '-':>14}  {t.transaction_id}"
+        f"{t.created_at:%Y-%m-%d %H:%M:%S}  {t.purpose.value:<10} {t.status.value:<9} {_amount(t.amount):>14} "
+        f"-> {'-' if t.balance_after is None else _amount(t.balance_after):>14}  {t.transaction_id}"
         + (f"  (settles {t.settles_transaction_id})" if t.settles_transaction_id else "")
         for t in rows
     ) or "no transactions"
@@ -484,7 +591,7 @@ def history(client: str, user: str, currency: str, limit: int, target: str, toke
 
 
 def _set_status(status_name: str) -> Callable[..., None]:
-    def command(client: str, user: str, currency: str, target: str, token: str | None, tls_ca: Path | None,
+    def command(client: str, user: str, currency: str, target: str, token: str, tls_ca: Path | None,
                 as_json: bool) -> None:
         from clients import AccountStatus
 
@@ -507,14 +614,14 @@ cli.command("unblock", help="Unblock a wallet.")(account_options(client_options(
 @click.option("--all", "include_resolved", is_flag=True, help="Include failures resolved by a later payout.")
 @click.option("--limit", default=100, show_default=True)
 @client_options
-def settlements(client: str, failed: bool, include_resolved: bool, limit: int, target: str, token: str | None,
+def settlements(client: str, failed: bool, include_resolved: bool, limit: int, target: str, token: str,
                 tls_ca: Path | None, as_json: bool) -> None:
     """List refused payouts (e.g. betflex /winners for unknown bets) for operators to resolve."""
     rows = _run(target, token, tls_ca, lambda c: c.list_settlement_failures(
         client, include_resolved=include_resolved, limit=limit))
     text = "\n".join(
         f"{f.last_seen:%Y-%m-%d %H:%M:%S}  {f.transaction_id}  settles {f.settles_transaction_id}  "
-        f"{f.account.user_id} {f.amount} {f.account.currency}  {f.reason} x{f.attempts}: {f.message}"
+        f"{f.account.user_id} {_amount(f.amount)} {f.account.currency}  {f.reason} x{f.attempts}: {f.message}"
         + (f"  [resolved {f.resolved_at:%Y-%m-%d %H:%M:%S}]" if f.resolved_at else "")
         for f in rows
     ) or "no failed settlements"
@@ -522,7 +629,7 @@ def settlements(client: str, failed: bool, include_resolved: bool, limit: int, t
 
 
 def main() -> None:
-    cli(prog_name="wallet")
+    cli.main(prog_name="wallet")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import socket
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,8 @@ from clients import WalletClient
 from tests.support.betflex import example
 from tests.e2e.conftest import ALICE
 from tests.support.db import dump
+from tests.support.processes import EDGE_TOKEN as PROCESS_EDGE_TOKEN
+from tests.support.processes import free_port, running_edge as running_edge_process
 from tests.support.servers import Core
 from tests.support.stack import EDGE_TOKEN, Edge, running_edge
 
@@ -153,3 +157,20 @@ def test_readyz_reports_a_refused_core_token(core: Core) -> None:
     with running_edge(core.target, core_token="not-a-core-token") as edge:
         ready = httpx.get(edge.url + "/readyz")
         assert ready.status_code == 503 and "WALLET_CORE_TOKEN" in ready.json()["detail"]
+
+
+def test_an_unreadable_content_length_gets_the_json_error_body(tmp_path: Path) -> None:
+    """h11 refuses such a request before Falcon sees it; `wallet edge` answers it with the edge's JSON error
+    (no core is needed: nothing reaches it)."""
+    with running_edge_process(f"127.0.0.1:{free_port()}", "unused", tmp_path / "edge.log") as edge:
+        for length in (b"abc", b"-1", b"1, 2", b"12 34"):
+            with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as sock:
+                sock.sendall(b"POST /bets HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer " + PROCESS_EDGE_TOKEN.encode()
+                             + b"\r\nContent-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n{}")
+                answer = b""
+                while chunk := sock.recv(4096):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400"), (length, answer)
+            assert b"content-type: application/json" in head.lower()
+            assert json.loads(body)["error"] == "invalid_request"

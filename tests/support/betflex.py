@@ -1,37 +1,17 @@
-"""betflex callback bodies: the examples in ../shared/betflex/examples/, and builders like them."""
+"""betflex callback bodies: the examples in examples/betflex/, and builders like them."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "betflex" / "examples"
-
-# the two examples as the operator received them (used when ../shared is not next to the repository)
-BETS_EXAMPLE: dict[str, Any] = {"bets": [{
-    "user": {"client": "fanteam", "uid": 1001, "ip": "203.0.113.7"},
-    "pool": {"client": "fanteam", "currency": "EUR", "game": "betflex", "uid": 550001, "overdraw": "37.50"},
-    "bet": {"uid": 9000001, "amount": "15.00"},
-}]}
-WINNERS_EXAMPLE: dict[str, Any] = {"pools": [{
-    "pool": {"client": "fanteam", "game": "betflex", "uid": 550001, "currency": "EUR", "overdraw": "37.50",
-             "cost": "15.00", "guaranteed": True},
-    "bets": [{
-        "user": {"client": "fanteam", "uid": "1001", "name": "alice"},
-        "bet": {"uid": 9000001, "currency": "EUR", "amount": "15.00", "odds": 2.5, "rake": 0, "payout": "37.50",
-                "base_payout": 37.5, "result": "won",
-                "extra": {"selections": [{"event": "A v B", "market": "1X2", "pick": "1"}]}},
-    }],
-}]}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "betflex"  # the bodies the README's curls send
 
 
 def example(name: str) -> dict[str, Any]:
-    path = EXAMPLES / f"{name}.json"
-    if path.exists():
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
-    return copy.deepcopy({"bets": BETS_EXAMPLE, "winners": WINNERS_EXAMPLE}[name])
+    """examples/betflex/<name>.json: a bet (`bets`) and its settlement as won (`winners`)."""
+    return json.loads((EXAMPLES / f"{name}.json").read_text())  # type: ignore[no-any-return]
 
 
 def bet(uid: int, amount: str, user: int = 1001, currency: str = "EUR", pool: int = 550001) -> dict[str, Any]:

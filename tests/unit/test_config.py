@@ -67,3 +67,18 @@ def test_bad_settings_fail_at_start_naming_the_setting(overrides: dict[str, str]
 
 def test_tokens_are_never_in_the_settings_repr() -> None:
     assert "s3cret" not in repr(Settings(grpc_tokens="s3cret=*"))
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db", "postgresql+psycopg2://u@h/db",
+                                 "postgresql+psycopg://u@h/db"])
+def test_every_postgresql_scheme_is_read_as_psycopg_3(url: str) -> None:
+    from wallet_core.storage.engine import normalize_url
+
+    assert load_settings(database_url=url).database_url == url
+    assert normalize_url(url).drivername == "postgresql+psycopg"
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "not a url"])
+def test_other_databases_are_refused_with_what_to_use(url: str) -> None:
+    with pytest.raises(ValidationError, match="postgresql://"):
+        load_settings(database_url=url)

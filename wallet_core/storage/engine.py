@@ -16,28 +16,55 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 
 READ_ONLY = "wallet_read_only"  # execution option: this transaction only reads
 
 
+class DatabaseNotFound(FileNotFoundError):
+    """A command that only reads was pointed at an SQLite file that does not exist."""
+
+
 def normalize_url(url: str | URL) -> URL:
-    """`postgresql://` and `postgres://` mean psycopg 3 here (psycopg2 is not a dependency)."""
-    u = make_url(str(url).replace("postgres://", "postgresql://", 1) if isinstance(url, str) else url)
-    if u.drivername == "postgresql":
-        u = u.set(drivername="postgresql+psycopg")
+    """The URL with its driver: every PostgreSQL scheme (`postgresql://`, `postgres://`,
+    `postgresql+psycopg2://`, ...) means psycopg 3 here (the only driver installed); a database
+    other than SQLite or PostgreSQL is a ValueError that says what to use instead.
+    """
+    try:
+        u = make_url(str(url).replace("postgres://", "postgresql://", 1) if isinstance(url, str) else url)
+    except ArgumentError:
+        raise ValueError("not a database URL: use sqlite:///path.db or postgresql://user@host/db") from None
+    backend = u.get_backend_name()
+    if backend == "postgresql":
+        return u.set(drivername="postgresql+psycopg")
+    if backend != "sqlite":
+        raise ValueError(f"unsupported database {backend!r}: use sqlite:///path.db or postgresql://user@host/db")
     return u
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file an SQLite URL names (None for PostgreSQL, in-memory and `file:` URI databases)."""
+    u = normalize_url(url)
+    database = u.database or ""
+    if u.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
 
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> Engine:
+def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False, create: bool = True) -> Engine:
+    """The engine for `url`. With `create=False` (commands that only read) a missing SQLite file
+    is DatabaseNotFound instead of a new empty database.
+    """
     u = normalize_url(url)
     if u.get_backend_name() == "sqlite":
+        path = sqlite_file(u)
+        if path is not None and not create and not path.is_file():
+            raise DatabaseNotFound(f"no database at {path}")
         return _sqlite_engine(u, echo=echo)
-    if u.get_backend_name() != "postgresql":
-        raise ValueError(f"unsupported database {u.get_backend_name()!r}: use sqlite:/// or postgresql://")
     return create_engine(
         u,
         pool_size=pool_size,
@@ -50,9 +77,9 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False) -> E
 
 
 def _sqlite_engine(u: URL, *, echo: bool) -> Engine:
-    database = u.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(u)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30}, echo=echo)
 
     @event.listens_for(engine, "connect")
