@@ -45,6 +45,7 @@ from edge_http.tenants import PERMISSION_DENIED, check_bets
 log = logging.getLogger("edge_http.bets")
 
 FENCE_REFERENCE = "betflex: /bets outcome unknown or refused; fenced by the edge"
+FENCE_CHUNK = 100  # the most ids one Fence takes (protos/wallet/v1/wallet.proto)
 
 
 @dataclass(frozen=True)
@@ -190,9 +191,7 @@ class BetPlacer:
         """
         deadline = self._calls.now() + self._fence_deadline
         try:
-            fenced = await self._calls.until(
-                deadline, lambda timeout: self._wallet.fence(client, ids, reference=FENCE_REFERENCE, timeout=timeout)
-            )
+            fenced = await self._fence_all(client, ids, deadline)
         except WalletError as error:
             self._core_error(error, "Fence", uids)
             if errors.is_definite(error) and not isinstance(error, errors.CONFIGURATION):
@@ -221,6 +220,18 @@ class BetPlacer:
             self._core_error(error, "Debit", uids)
             return self._unresolved(client, uids, ids, "the bets are taken but the wallet could not confirm their content")
         return self._taken(uids, result)
+
+    async def _fence_all(self, client: str, ids: list[str], deadline: float) -> FenceResult:
+        """One Fence per FENCE_CHUNK ids (a slip of more bets than one Debit may hold is fenced whole too)."""
+        chunks = [ids[n:n + FENCE_CHUNK] for n in range(0, len(ids), FENCE_CHUNK)]
+        results = []
+        for chunk in chunks:
+            fenced = await self._calls.until(
+                deadline, lambda timeout, chunk=chunk: self._wallet.fence(  # type: ignore[misc]
+                    client, chunk, reference=FENCE_REFERENCE, timeout=timeout),
+            )
+            results.extend(fenced.results)
+        return FenceResult(tuple(results))
 
     def _void(self, uids: list[int], fenced: FenceResult, refusal: WalletError | None) -> Refused:
         """Every bet is fenced or refused: none is taken, none ever will be. The most telling code wins."""
