@@ -28,12 +28,10 @@ DEFAULT_GRPC = "127.0.0.1:50051"
 DEFAULT_HTTP = "127.0.0.1:8080"
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: str = "plain") -> None:
+    from wallet_core.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _settings(config: Path | None, **overrides: Any) -> Any:
@@ -50,6 +48,10 @@ def _settings(config: Path | None, **overrides: Any) -> Any:
 config_option = click.option(
     "--config", "config", type=click.Path(path_type=Path, dir_okay=False), envvar="WALLET_CONFIG",
     help="TOML file with settings (environment variables WALLET_* win over it).",
+)
+metrics_option = click.option(
+    "--metrics", "metrics_addr", default=None, metavar="HOST:PORT",
+    help="Serve the core's Prometheus /metrics here [default: off, or WALLET_METRICS_ADDR].",
 )
 db_option = click.option("--db", "db", metavar="URL", help="Database URL [default: sqlite:///wallet.db, or WALLET_DATABASE_URL].")
 
@@ -90,24 +92,29 @@ def _dev_token(data_dir: Path) -> tuple[str, bool]:
 @cli.command()
 @click.option("--http", "http_addr", default=None, metavar="HOST:PORT", help=f"betflex edge address [default: {DEFAULT_HTTP}].")
 @click.option("--grpc", "grpc_addr", default=None, metavar="HOST:PORT", help=f"gRPC address [default: {DEFAULT_GRPC}].")
+@metrics_option
 @db_option
 @config_option
-def serve(http_addr: str | None, grpc_addr: str | None, db: str | None, config: Path | None) -> None:
+def serve(http_addr: str | None, grpc_addr: str | None, metrics_addr: str | None, db: str | None,
+          config: Path | None) -> None:
     """Run the core and the betflex edge together (embedded SQLite by default), migrating first."""
     from edge_http.app import run as run_edge
     from edge_http.config import EdgeSettings
-    from wallet_core.grpc_api.server import create_server
+    from wallet_core import tracing
+    from wallet_core.grpc_api.server import create_server, serve_metrics
     from wallet_core.storage.migrate import upgrade
 
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr)
-    _configure_logging(settings.log_level)
+    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr)
+    _configure_logging(settings.log_level, settings.log_format)
+    tracer = tracing.start("wallet")
     token, new = _dev_token(settings.data_dir)
     # the generated token always reaches every client, so the edge (and the operator) can use it
     grpc_tokens = ";".join(filter(None, [settings.grpc_tokens, f"{token}=*"]))
     settings = settings.model_copy(update={"grpc_tokens": grpc_tokens})
     upgrade(settings.database_url)
-    server, port = create_server(settings, _build_ledger(settings))
+    server, port = create_server(settings, _build_ledger(settings), tracer_provider=tracer)
     server.start()
+    serve_metrics(settings, server)
     edge = EdgeSettings(core_addr=f"127.0.0.1:{port}", core_token=token, **({"http_addr": http_addr} if http_addr else {}))
     if not edge.edge_tokens and not edge.insecure_no_auth:
         edge = edge.model_copy(update={"edge_tokens": token})
@@ -142,17 +149,22 @@ def serve(http_addr: str | None, grpc_addr: str | None, db: str | None, config: 
 
 @cli.command()
 @click.option("--grpc", "grpc_addr", default=None, metavar="HOST:PORT", help=f"gRPC address [default: {DEFAULT_GRPC}].")
+@metrics_option
 @db_option
 @config_option
 @click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
 @click.option("--insecure-no-auth", is_flag=True, help="Accept calls without a token (local trials only).")
-def core(grpc_addr: str | None, db: str | None, config: Path | None, migrate: bool, insecure_no_auth: bool) -> None:
+def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config: Path | None, migrate: bool,
+         insecure_no_auth: bool) -> None:
     """Run the gRPC wallet core."""
+    from wallet_core import tracing
     from wallet_core.grpc_api.server import serve_forever
     from wallet_core.storage.migrate import check_schema, upgrade
 
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, insecure_no_auth=insecure_no_auth or None)
-    _configure_logging(settings.log_level)
+    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr,
+                         insecure_no_auth=insecure_no_auth or None)
+    _configure_logging(settings.log_level, settings.log_format)
+    tracer = tracing.start()
     if migrate:
         upgrade(settings.database_url)
     ledger = _build_ledger(settings)
@@ -160,7 +172,7 @@ def core(grpc_addr: str | None, db: str | None, config: Path | None, migrate: bo
         check_schema(ledger.engine)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    serve_forever(settings, ledger)
+    serve_forever(settings, ledger, tracer_provider=tracer)
 
 
 @cli.command()
@@ -179,7 +191,7 @@ def edge(http_addr: str | None, core_addr: str | None, insecure_no_auth: bool) -
         settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
-    _configure_logging("INFO")
+    _configure_logging(settings.log_level, settings.log_format)
     run_edge(settings)
 
 
