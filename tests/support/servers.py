@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from tests.support.db import assert_reconciled
 from wallet_core.config import load_settings
 from wallet_core.currencies import CurrencyRegistry
-from wallet_core.grpc_api.server import create_server
+from wallet_core.grpc_api.server import create_server, serve_metrics
 from wallet_core.service import Ledger
 from wallet_core.storage.engine import make_engine
 
@@ -25,6 +25,7 @@ class Core:
     port: int
     ledger: Ledger
     engine: Engine
+    metrics_port: int | None = None  # with `metrics_addr="127.0.0.1:0"`
 
     @property
     def target(self) -> str:
@@ -42,9 +43,13 @@ def running_core(db_url: str, *, group_commit: bool = True, **settings: object) 
     ledger = Ledger(engine, CurrencyRegistry(CURRENCIES), group_commit=group_commit)
     server, port = create_server(config, ledger)
     server.start()
+    metrics = serve_metrics(config, server)
     try:
-        yield Core(port, ledger, engine)
+        yield Core(port, ledger, engine, metrics.server_address[1] if metrics else None)
     finally:
+        if metrics is not None:
+            metrics.shutdown()
+            metrics.server_close()
         server.stop(grace=None)
         ledger.close()
         try:

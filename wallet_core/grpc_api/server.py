@@ -88,15 +88,18 @@ def create_server(settings: Settings, ledger: Ledger, *, tracer_provider: Any = 
     return server, port
 
 
-def serve_metrics(settings: Settings, server: grpc.Server) -> int | None:
-    """Serve the core's /metrics on `settings.metrics_addr` (a thread of this process); the port, or None."""
+def serve_metrics(settings: Settings, server: grpc.Server) -> Any | None:
+    """Serve the core's /metrics on `settings.metrics_addr` from a thread of this process.
+
+    Returns the HTTP server (`.server_address`, `.shutdown()`), or None when no address is set.
+    """
     if settings.metrics_addr is None:
         return None
     host, _, port = settings.metrics_addr.rpartition(":")
-    httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=server.metrics.registry)  # type: ignore[attr-defined]
-    bound = int(httpd.server_address[1])
-    log.info("wallet core metrics on http://%s:%d/metrics", host, bound)
-    return bound
+    registry = server.metrics.registry  # type: ignore[attr-defined]
+    httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    log.info("wallet core metrics on http://%s:%d/metrics", host, httpd.server_address[1])
+    return httpd
 
 
 def serve_forever(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> None:
