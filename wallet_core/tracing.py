@@ -18,5 +18,15 @@ def start(service_name: str = "wallet-core") -> Any | None:
     if provider is not None:
         from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-        SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
+        SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)  # every engine from now on
     return provider
+
+
+def instrument_engine(engine: Any, provider: Any) -> None:
+    """Trace the statements of an engine that already exists."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()  # instrument() again to get this engine's tracer
+    instrumentor.instrument(engine=engine, tracer_provider=provider, skip_dep_check=True)

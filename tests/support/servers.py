@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -33,15 +34,24 @@ class Core:
 
 
 @contextmanager
-def running_core(db_url: str, *, group_commit: bool = True, **settings: object) -> Iterator[Core]:
-    """The gRPC core on 127.0.0.1 and a free port, on `db_url`; reconciled when it stops."""
+def running_core(
+    db_url: str, *, group_commit: bool = True, tracer_provider: Any = None, **settings: object
+) -> Iterator[Core]:
+    """The gRPC core on 127.0.0.1 and a free port, on `db_url`; reconciled when it stops.
+
+    With a `tracer_provider` (OpenTelemetry), its RPCs and its SQL statements are traced.
+    """
     config = load_settings(
         None, database_url=db_url, grpc_addr="127.0.0.1:0", grpc_tokens=TOKEN_SPEC, currencies=CURRENCIES,
         **settings,
     )
     engine = make_engine(db_url, pool_size=20)
+    if tracer_provider is not None:
+        from wallet_core.tracing import instrument_engine
+
+        instrument_engine(engine, tracer_provider)
     ledger = Ledger(engine, CurrencyRegistry(CURRENCIES), group_commit=group_commit)
-    server, port = create_server(config, ledger)
+    server, port = create_server(config, ledger, tracer_provider=tracer_provider)
     server.start()
     metrics = serve_metrics(config, server)
     try:
