@@ -181,3 +181,18 @@ def test_wallet_edge_honours_the_log_level_and_format(tmp_path: Path) -> None:
     assert records, log.read_text()
     assert {r["level"] for r in records} <= {"WARNING", "ERROR", "CRITICAL"}, "INFO lines at level WARNING"
     assert any("INSECURE" in r.get("message", "") for r in records)
+
+
+def test_wallet_serve_serves_the_cores_metrics_too(tmp_path: Path) -> None:
+    grpc_addr, http_addr, metrics_addr = (f"127.0.0.1:{free_port()}" for _ in range(3))
+    log = tmp_path / "serve.log"
+    process = spawn(["serve", "--grpc", grpc_addr, "--http", http_addr, "--metrics", metrics_addr], {}, log)
+    try:
+        # the edge's readiness probe is a GetBalance on the core: one handled call to count
+        wait_until(lambda: httpx.get(f"http://{http_addr}/readyz").status_code == 200, 60,
+                   f"wallet serve did not get ready: {log.read_text() if log.exists() else ''}")
+        text = httpx.get(f"http://{metrics_addr}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert 'grpc_method="GetBalance"' in text and "grpc_server_handled_total" in text
