@@ -259,7 +259,14 @@ class Ledger:
         return parsed
 
     def _submit(self, call: Call) -> Outcome:
-        outcome = self._committer.submit(call) if self._committer is not None else self._run_batch([call])[0]
+        if self._committer is not None:
+            outcome = self._committer.submit(call)
+        else:  # without group commit every call is a batch of one, observed the same way
+            started = time.perf_counter()
+            try:
+                outcome = self._run_batch([call])[0]
+            finally:
+                self.observer.batch_committed(1, time.perf_counter() - started)
         if isinstance(outcome, errors.WalletError):
             raise outcome
         return outcome
