@@ -10,6 +10,7 @@ and is retried with backoff on UNAVAILABLE, which is safe because every call is 
 The generated stubs are `clients.wallet.v1.wallet_pb2` and `wallet_pb2_grpc`.
 """
 
+from clients._channel import call_metadata
 from clients.aio import AsyncWalletClient
 from clients.models import (
     Account,
@@ -51,5 +52,6 @@ __all__ = [
     "Transaction",
     "TransactionPage",
     "TransactionStatus",
+    "call_metadata",
     "WalletClient",
 ]

@@ -12,7 +12,7 @@ from tenacity import Retrying
 
 from clients import _convert as c
 from clients import models as m
-from clients._channel import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
+from clients._channel import CALL_METADATA, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2_grpc
 
@@ -48,7 +48,8 @@ class WalletClient:
         for attempt in Retrying(**self._retry):
             with attempt:
                 try:
-                    response = rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
+                    response = rpc(request, timeout=timeout or self._timeout,
+                                   metadata=self._metadata + CALL_METADATA.get())
                 except grpc.RpcError as error:
                     raise from_rpc_error(error) from None
         return parse(response)

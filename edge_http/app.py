@@ -128,9 +128,15 @@ def run(settings: EdgeSettings, **uvicorn_options: Any) -> None:
     """
     import uvicorn
 
+    from clients import tracing
     from edge_http.server import protocol_with_deadline
 
-    app = create_app(settings)
+    provider = tracing.configure("wallet-edge")
+    app: Any = create_app(settings)
+    if provider is not None:
+        from edge_http.tracing import instrument
+
+        app = instrument(app, provider)
     host, port = settings.listen()
     options: dict[str, Any] = {
         "host": host, "port": port, "proxy_headers": False, "server_header": False,

@@ -8,6 +8,7 @@ and parsed where they are used (`edge_http.auth`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,8 @@ class EdgeSettings(BaseSettings):
     )
     edge_winners_deadline: float = Field(default=3.0, gt=0)
     edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
     insecure_no_auth: bool = False
 
     @field_validator("http_addr", "core_addr")
@@ -49,6 +52,13 @@ class EdgeSettings(BaseSettings):
         if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("edge_tokens")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(default=128, gt=0, le=10_000)
     group_commit_max_wait: float = Field(default=0.0, ge=0, le=1.0)
     log_level: str = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
+    metrics_addr: str | None = None
     insecure_no_auth: bool = False
 
     @classmethod
@@ -59,9 +61,11 @@ class Settings(BaseSettings):
             return json.loads(value) if value.lstrip().startswith("{") else parse_overrides(value)
         return value
 
-    @field_validator("grpc_addr")
+    @field_validator("grpc_addr", "metrics_addr")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
@@ -74,6 +78,16 @@ class Settings(BaseSettings):
 
         parse_token_spec(value)  # raises ValueError naming the bad entry, never the token
         return value
+
+    @field_validator("metrics_addr", mode="before")
+    @classmethod
+    def _optional(cls, value: Any) -> Any:
+        return None if value == "" else value  # WALLET_METRICS_ADDR= (empty): no metrics port
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
@@ -91,6 +91,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class LedgerObserver(Protocol):
+    """What an operator wants counted (wallet_core.grpc_api.observe turns it into metrics)."""
+
+    def batch_committed(self, size: int, seconds: float) -> None: ...
+
+    def database_retry(self, reason: str) -> None: ...
+
+    def settlement_failures(self, count: int) -> None: ...
+
+
+class _Unobserved:
+    def batch_committed(self, size: int, seconds: float) -> None:
+        pass
+
+    def database_retry(self, reason: str) -> None:
+        pass
+
+    def settlement_failures(self, count: int) -> None:
+        pass
+
+
 class Ledger:
     """Thread-safe; one instance per process, shared by every gRPC worker thread.
 
@@ -117,9 +138,20 @@ class Ledger:
         # than letting them spin on the database lock.
         self._write_lock: Any = threading.Lock() if is_sqlite(engine) else nullcontext()
         self._system_ids: dict[tuple[str, str], dict[AccountKind, int]] = {}
+        self.observer: LedgerObserver = _Unobserved()
         self._committer: Committer[Call, Outcome] | None = (
             Committer(self._run_batch, max_batch=max_batch, max_wait=max_wait) if group_commit else None
         )
+
+    def observe(self, observer: LedgerObserver) -> None:
+        """Report batches, database retries and new settlement failures to `observer` from now on."""
+        self.observer = observer
+        if self._committer is not None:
+            self._committer.on_batch = observer.batch_committed
+
+    def queue_depth(self) -> int:
+        """Calls waiting for the group committer."""
+        return self._committer.depth() if self._committer is not None else 0
 
     # ------------------------------------------------------------------ accounts
 
@@ -287,7 +319,14 @@ class Ledger:
         return parsed
 
     def _submit(self, call: Call) -> Outcome:
-        outcome = self._committer.submit(call) if self._committer is not None else self._run_batch([call])[0]
+        if self._committer is not None:
+            outcome = self._committer.submit(call)
+        else:  # without group commit every call is a batch of one, observed the same way
+            started = time.perf_counter()
+            try:
+                outcome = self._run_batch([call])[0]
+            finally:
+                self.observer.batch_committed(1, time.perf_counter() - started)
         if isinstance(outcome, errors.WalletError):
             raise outcome
         return outcome
@@ -298,10 +337,15 @@ class Ledger:
             repository.load(conn, book, calls)
             outcomes = [book.apply(call) for call in calls]
             repository.write(conn, book)
+            failures[0] = len(book.failures)
             return outcomes
 
+        failures = [0]
         try:
-            return self._write(work)
+            outcomes = self._write(work)
+            if failures[0]:
+                self.observer.settlement_failures(failures[0])
+            return outcomes
         except errors.WalletError:
             raise
         except Exception:
@@ -324,6 +368,7 @@ class Ledger:
         """Keep a payout refused before it reached a batch (bad amount, unknown currency) for operators."""
         try:
             self._write(lambda conn: repository.record_failures(conn, self.clock(), [Failure(command, refusal)]))
+            self.observer.settlement_failures(1)
         except Exception:
             log.exception("could not record the refused payout %r", command.transaction_id)
 
@@ -472,15 +517,18 @@ class Ledger:
                     result = work(conn)
             except ConcurrentChange as exc:
                 last = exc
+                self.observer.database_retry("concurrent_change")
             except IntegrityError as exc:
                 if not _is_unique_violation(exc):
                     log.critical("a ledger constraint refused a write: %s", exc.orig)
                     raise
                 last = exc  # another call took the same key first: look again
+                self.observer.database_retry("unique_race")
             except DBAPIError as exc:
                 if not (exc.connection_invalidated or _is_retryable(exc)):
                     raise
                 last = exc
+                self.observer.database_retry(_retry_reason(exc))
                 log.warning("database hiccup (attempt %d/%d): %s", attempt + 1, self.max_attempts, exc.orig)
             else:
                 return result
@@ -516,6 +564,13 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
     return _sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+
+
+def _retry_reason(exc: DBAPIError) -> str:
+    """The label of a retried database error: a lost race (serialization, deadlock, lock) or an outage."""
+    if _sqlstate(exc) in {"40001", "40P01"} or "database is locked" in str(exc.orig).lower():
+        return "serialization"
+    return "unavailable"
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -15,10 +15,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from wallet_core.config import Settings
 from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
+from wallet_core.grpc_api.observe import CoreMetrics, ObservingInterceptor
 from wallet_core.grpc_api.service import WalletService
 from wallet_core.service import Ledger
 
@@ -34,8 +36,12 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())])
 
 
-def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]:
-    """The server bound to `settings.grpc_addr`, not started; (server, the port it bound)."""
+def create_server(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> tuple[grpc.Server, int]:
+    """The server bound to `settings.grpc_addr`, not started; (server, the port it bound).
+
+    Every call is counted, timed and logged (`server.metrics`, wallet_core.grpc_api.observe);
+    with a `tracer_provider` (wallet_core.tracing) every call is also a span.
+    """
     grants = parse_token_spec(settings.grpc_tokens)
     if not grants and not settings.insecure_no_auth:
         log.warning("no tokens configured (WALLET_GRPC_TOKENS): every Wallet call will be refused")
@@ -48,10 +54,19 @@ def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+    metrics = CoreMetrics()
+    ledger.observe(metrics)
+    metrics.watch_queue(ledger.queue_depth)
+    interceptors: list[grpc.ServerInterceptor] = [ObservingInterceptor(metrics)]
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        interceptors.insert(0, server_interceptor(tracer_provider=tracer_provider))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc"),
         options=options,
         maximum_concurrent_rpcs=settings.grpc_workers * 16,
+        interceptors=interceptors,
     )
     wallet_pb2_grpc.add_WalletServicer_to_server(
         WalletService(ledger, Authenticator(grants, insecure_no_auth=settings.insecure_no_auth)), server
@@ -69,14 +84,30 @@ def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.grpc_addr}")
     server.health = health_servicer  # type: ignore[attr-defined]
+    server.metrics = metrics  # type: ignore[attr-defined]
     return server, port
 
 
-def serve_forever(settings: Settings, ledger: Ledger) -> None:
-    server, port = create_server(settings, ledger)
+def serve_metrics(settings: Settings, server: grpc.Server) -> Any | None:
+    """Serve the core's /metrics on `settings.metrics_addr` from a thread of this process.
+
+    Returns the HTTP server (`.server_address`, `.shutdown()`), or None when no address is set.
+    """
+    if settings.metrics_addr is None:
+        return None
+    host, _, port = settings.metrics_addr.rpartition(":")
+    registry = server.metrics.registry  # type: ignore[attr-defined]
+    httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    log.info("wallet core metrics on http://%s:%d/metrics", host, httpd.server_address[1])
+    return httpd
+
+
+def serve_forever(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> None:
+    server, port = create_server(settings, ledger, tracer_provider=tracer_provider)
     server.start()
     host = settings.grpc_addr.rpartition(":")[0]
     log.info("wallet core listening on %s:%d (%s)", host, port, "TLS" if settings.grpc_tls_cert else "plaintext")
+    serve_metrics(settings, server)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
