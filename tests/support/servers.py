@@ -50,6 +50,7 @@ def running_core(db_url: str, *, group_commit: bool = True, currencies: dict[str
     try:
         yield Core(port, ledger, engine)
     finally:
+        server.watcher.stop()
         server.stop(grace=None)
         ledger.close()
         try:

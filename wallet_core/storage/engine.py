@@ -3,10 +3,14 @@
 SQLite (embedded default): WAL journal, synchronous=FULL (a committed payment survives a power
 cut), foreign keys on, and write transactions opened with BEGIN IMMEDIATE so that the write lock
 is taken before anything is read: no two writers ever read the same balance. Read-only work
-uses a plain deferred BEGIN and does not wait for writers (WAL).
+uses a plain deferred BEGIN and does not wait for writers (WAL). A lock another process holds
+is waited for BUSY_TIMEOUT_MS, then the statement fails "database is locked" (an outage, retried
+by the service within its budget).
 
 PostgreSQL (production): psycopg 3, READ COMMITTED, rows locked with SELECT ... FOR UPDATE in a
-fixed order by the service.
+fixed order by the service. A connection that cannot be opened within CONNECT_TIMEOUT seconds
+fails (an outage) instead of hanging for the kernel's TCP timeout; pooled connections are
+checked before use (pre-ping), so a restarted server costs no failed call.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 READ_ONLY = "wallet_read_only"  # execution option: this transaction only reads
+# seconds to open a PostgreSQL connection before the attempt counts as an outage
+# (libpq's connect_timeout; a `?connect_timeout=` in the URL wins)
+CONNECT_TIMEOUT = 3
+# milliseconds a SQLite statement waits for a lock another process holds before it is an outage
+BUSY_TIMEOUT_MS = 2000
 
 
 class DatabaseNotFound(FileNotFoundError):
@@ -71,6 +80,7 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False, crea
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=10,
+        connect_args={} if "connect_timeout" in u.query else {"connect_timeout": CONNECT_TIMEOUT},
         isolation_level="READ COMMITTED",
         echo=echo,
     )
@@ -80,7 +90,7 @@ def _sqlite_engine(u: URL, *, echo: bool) -> Engine:
     path = sqlite_file(u)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30}, echo=echo)
+    engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}, echo=echo)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -90,7 +100,7 @@ def _sqlite_engine(u: URL, *, echo: bool) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
