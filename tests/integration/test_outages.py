@@ -185,10 +185,11 @@ def test_sqlite_locked_past_the_retry_budget_is_unavailable_and_not_serving(
     db_url = sqlite_template.fresh(tmp_path)
     with running_core(db_url) as core, WalletClient(
         core.target, token=TOKENS["fanteam"], timeout=30, max_attempts=1
-    ) as wallet:
+    ) as wallet, running_edge(core.target) as edge:
         wallet.open_account(ALICE)
         wallet.deposit("fund", ALICE, "10.00")
         wait_for_health(core, SERVING)
+        assert httpx.get(edge.url + "/readyz", timeout=30).status_code == 200
 
         stake = DebitItem("stake-1", ALICE, "4.00", Purpose.STAKE)
         with sqlite_held(db_url):
@@ -196,9 +197,12 @@ def test_sqlite_locked_past_the_retry_budget_is_unavailable_and_not_serving(
             assert_unavailable(outcome(wallet.deposit, "fund-2", ALICE, "1.00"))
             assert_unavailable(outcome(wallet.open_account, AccountRef("fanteam", "bob", "FUN")))
             wait_for_health(core, NOT_SERVING)
+            ready = httpx.get(edge.url + "/readyz", timeout=30)
+            assert ready.status_code == 503, ready.text
             # a WAL reader does not need the write lock: the balance still answers
             assert wallet.get_balance(ALICE).balance == Decimal("10.00")
 
         wait_for_health(core, SERVING)
+        wait_until(lambda: httpx.get(edge.url + "/readyz", timeout=30).status_code == 200, 30, "the edge is not ready")
         assert wallet.debit([stake]).transactions[0].amount == Decimal("4.00")
         assert wallet.get_balance(ALICE).balance == Decimal("6.00")
