@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -74,7 +74,7 @@ from wallet_core.domain import (
     debit_fingerprint,
 )
 from wallet_core.storage import repository
-from wallet_core.storage.engine import READ_ONLY, is_sqlite
+from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
 from wallet_core.storage.schema import accounts, settlement_failures, stakes, transactions
 
@@ -502,23 +502,13 @@ class Ledger:
         raise errors.Unavailable("the ledger database is unavailable or overloaded; retry later") from last
 
     def ping(self) -> None:
-        """Can the ledger reach its database now? Raises errors.Unavailable if not (the health watcher).
+        """Can the ledger reach its database now? Raises if not (for the health watcher).
 
-        PostgreSQL: a `SELECT 1` on a connection of the pool. SQLite: the database's write lock,
-        taken and given back, since a reader never waits in WAL mode: a file that cannot be
-        opened or written, or a lock another process holds past the busy timeout, is an outage.
+        PostgreSQL: `SELECT 1`. SQLite: the write lock, taken and given back (storage.engine.ping),
+        queued behind this process's writers so that it never holds them up.
         """
-        try:
-            if is_sqlite(self.engine):
-                with self._write_lock, self.engine.begin() as conn:
-                    conn.execute(text("SELECT 1 FROM sqlite_master LIMIT 1"))
-            else:
-                with self.engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-        except DBAPIError as exc:
-            if not _is_unavailable(exc):
-                raise
-            raise errors.Unavailable("the ledger database is unavailable") from exc
+        with self._write_lock:
+            engine_ping(self.engine)
 
 
 class ScaleMismatch(RuntimeError):

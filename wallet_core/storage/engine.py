@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -28,6 +28,8 @@ READ_ONLY = "wallet_read_only"  # execution option: this transaction only reads
 CONNECT_TIMEOUT = 3
 # milliseconds a SQLite statement waits for a lock another process holds before it is an outage
 BUSY_TIMEOUT_MS = 2000
+# milliseconds the health ping waits for SQLite's write lock (it must not hold up the writers)
+PING_BUSY_TIMEOUT_MS = 250
 
 
 class DatabaseNotFound(FileNotFoundError):
@@ -84,6 +86,27 @@ def make_engine(url: str | URL, *, pool_size: int = 20, echo: bool = False, crea
         isolation_level="READ COMMITTED",
         echo=echo,
     )
+
+
+def ping(engine: Engine) -> None:
+    """Raise (a DBAPI or SQLAlchemy error) unless the database can serve a write now.
+
+    PostgreSQL: `SELECT 1` on a pooled connection (pre-pinged, so a dead one is replaced).
+    SQLite: the write lock taken and given back at once, waiting at most PING_BUSY_TIMEOUT_MS;
+    a WAL reader never waits, so only this notices a lock another process holds. The caller
+    keeps the process's own writers out meanwhile.
+    """
+    with engine.connect() as conn:
+        if not is_sqlite(engine):
+            conn.execute(text("SELECT 1"))
+            return
+        raw: Any = conn.connection.dbapi_connection  # no autobegin: BEGIN IMMEDIATE is ours to send
+        raw.execute(f"PRAGMA busy_timeout={PING_BUSY_TIMEOUT_MS}")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+        finally:
+            raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def _sqlite_engine(u: URL, *, echo: bool) -> Engine:
