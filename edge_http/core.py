@@ -76,8 +76,8 @@ class LazyWallet:
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._get().get_balance(account, timeout=timeout)
 
-    async def serving(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._get().serving(*args, **kwargs)
+    async def serving(self, *, timeout: float | None = None) -> bool:
+        return await self._get().serving(timeout=timeout)
 
     async def close(self) -> None:
         client, self._client, self._loop = self._client, None, None
