@@ -8,13 +8,14 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying
 
 from clients import _convert as c
 from clients import models as m
 from clients._channel import CALL_METADATA, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
 from clients.errors import from_rpc_error
-from clients.wallet.v1 import wallet_pb2_grpc
+from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 Amount = str | Decimal | int
 
@@ -112,6 +113,21 @@ class WalletClient:
                                  timeout: float | None = None) -> list[m.SettlementFailure]:
         spec = c.list_settlement_failures(client, include_resolved, limit)
         return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- health
+
+    def serving(self, *, timeout: float | None = None) -> bool:
+        """Does the core say it can serve Wallet calls now (the standard gRPC health service)?
+
+        False while the core cannot reach its database; no token is needed. A core that cannot
+        be reached raises, like any call.
+        """
+        request = health_pb2.HealthCheckRequest(service=wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name)
+        try:
+            reply = health_pb2_grpc.HealthStub(self._channel).Check(request, timeout=timeout or self._timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     # ---------------------------------------------------------------- lifecycle
 

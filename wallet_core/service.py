@@ -34,7 +34,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from wallet_core import errors
 from wallet_core.book import (
@@ -74,7 +74,7 @@ from wallet_core.domain import (
     debit_fingerprint,
 )
 from wallet_core.storage import repository
-from wallet_core.storage.engine import READ_ONLY, is_sqlite
+from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
 from wallet_core.storage.schema import accounts, settlement_failures, stakes, transactions
 
@@ -85,6 +85,9 @@ T = TypeVar("T")
 MAX_DEBIT_ITEMS = 100
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+MAX_ROW_ID = 2**63 - 1  # BIGINT
+# seconds after which a failing write starts no new attempt (docs/decisions.md)
+RETRY_BUDGET = 3.0
 
 
 def _now() -> datetime:
@@ -503,14 +506,21 @@ class Ledger:
                 with conn.begin():
                     yield conn
         except DBAPIError as exc:
-            if exc.connection_invalidated or _is_retryable(exc):
-                raise errors.Unavailable("the ledger database is unavailable; retry later") from exc
-            raise
+            if not _is_unavailable(exc):
+                raise
+            log.warning("the database cannot serve a read: %s", exc.orig)
+            raise errors.Unavailable("the ledger database is unavailable; retry later") from exc
 
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction; retry the whole of it on races and transient failures."""
+        """Run `work` in one transaction; retry the whole of it on races and transient failures.
+
+        At most `max_attempts` attempts, and none starts after RETRY_BUDGET seconds: a database
+        that stays down answers Unavailable within about RETRY_BUDGET plus one attempt (whose
+        wait is bounded by the connect timeout, or SQLite's busy timeout).
+        """
         delay = 0.005
         last: Exception | None = None
+        give_up = time.monotonic() + RETRY_BUDGET
         for attempt in range(self.max_attempts):
             try:
                 with self._write_lock, self.engine.begin() as conn:
@@ -525,16 +535,28 @@ class Ledger:
                 last = exc  # another call took the same key first: look again
                 self.observer.database_retry("unique_race")
             except DBAPIError as exc:
-                if not (exc.connection_invalidated or _is_retryable(exc)):
+                if not _is_unavailable(exc):
                     raise
                 last = exc
                 self.observer.database_retry(_retry_reason(exc))
                 log.warning("database hiccup (attempt %d/%d): %s", attempt + 1, self.max_attempts, exc.orig)
             else:
                 return result
-            time.sleep(delay * (0.5 + random.random()))
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(delay * (0.5 + random.random()), left))
             delay = min(delay * 2, 0.5)
         raise errors.Unavailable("the ledger database is unavailable or overloaded; retry later") from last
+
+    def ping(self) -> None:
+        """Can the ledger reach its database now? Raises if not (for the health watcher).
+
+        PostgreSQL: `SELECT 1`. SQLite: the write lock, taken and given back (storage.engine.ping),
+        queued behind this process's writers so that it never holds them up.
+        """
+        with self._write_lock:
+            engine_ping(self.engine)
 
 
 class ScaleMismatch(RuntimeError):
@@ -546,15 +568,20 @@ def _encode_page_token(last_id: int) -> str:
 
 
 def _decode_page_token(token: str) -> int | None:
+    """The id a page token names; any token this service did not issue is INVALID_ARGUMENT."""
     if not token:
         return None
     try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, _, value = text.partition(":")
-        if version != "v1" or not value.isdigit():
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        version, _, value = decoded.partition(":")
+        # ASCII digits only ("٣".isdigit() is True), and an id a BIGINT column can hold
+        if version != "v1" or not (value.isascii() and value.isdigit()) or len(value) > 19:
             raise ValueError
-        return int(value)
-    except ValueError:
+        last_id = int(value)
+        if not 0 < last_id <= MAX_ROW_ID:
+            raise ValueError
+        return last_id
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise errors.InvalidArgument("page_token is not one this service issued") from None
 
 
@@ -573,11 +600,36 @@ def _retry_reason(exc: DBAPIError) -> str:
     return "unavailable"
 
 
-def _is_retryable(exc: DBAPIError) -> bool:
+# PostgreSQL SQLSTATEs of a database that cannot serve now (nothing was applied; retry):
+# serialization failure, deadlock, insufficient resources (53: too many connections, disk
+# full, out of memory), admin/crash shutdown, cannot connect now, database dropped, idle
+# session timeout, system or I/O error (58), read-only transaction (a standby after a failover).
+_RETRYABLE_STATES = {"40001", "40P01", "57P01", "57P02", "57P03", "57P04", "57P05", "25006"}
+_RETRYABLE_CLASSES = ("08", "53", "58")
+# SQLite primary result codes of a file that cannot be used now: BUSY, LOCKED, READONLY
+# (e.g. a read-only remount), IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_CODES = {5, 6, 8, 10, 13, 14, 15}
+_SQLITE_MESSAGES = ("database is locked", "unable to open database", "disk i/o", "database or disk is full",
+                    "readonly database")
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """Is this the database failing to serve (down, unreachable, locked, overloaded), not a bug?
+
+    Those become errors.Unavailable, and a write is retried within its budget. A PostgreSQL
+    connection that cannot be opened or breaks (refused, timed out, `database ... is not
+    currently accepting connections`, server closed the connection) comes from psycopg as an
+    OperationalError without a SQLSTATE, since no server answer carries one.
+    """
+    if exc.connection_invalidated:
+        return True
     state = _sqlstate(exc)
     if state is not None:
-        # serialization failure, deadlock, connection exceptions, admin shutdown, cannot connect now
-        return state in {"40001", "40P01", "57P01", "57P02", "57P03"} or state.startswith("08")
+        return state in _RETRYABLE_STATES or state.startswith(_RETRYABLE_CLASSES)
+    if type(exc.orig).__module__.startswith("psycopg"):
+        return isinstance(exc, OperationalError)
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _SQLITE_CODES:
+        return True
     message = str(exc.orig).lower()
-    return "database is locked" in message or "unable to open database" in message or "disk i/o" in message
-
+    return any(m in message for m in _SQLITE_MESSAGES)

@@ -158,6 +158,10 @@ class SimCore:
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._rpc(c.get_balance(account), timeout)  # type: ignore[no-any-return]
 
+    async def serving(self, *, timeout: float | None = None) -> bool:
+        """The simulation faults the calls, not the database: the core always reaches its ledger."""
+        return True
+
     async def cancel(self, client: str, transaction_id: str, *, reference: str = "", timeout: float | None = None) -> Any:
         """Only the pre-fix edge (tests/sim/legacy.py) calls this: the new edge never reverses a stake."""
         return await self._rpc(c.cancel(client, transaction_id, reference), timeout)

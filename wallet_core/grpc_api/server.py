@@ -2,6 +2,8 @@
 
 `create_server` builds it unstarted and returns the bound port (`:0` picks a free one);
 `serve_forever` runs it until SIGINT/SIGTERM, then drains calls in flight for a grace period.
+The health service follows the database (`DatabaseWatcher`): NOT_SERVING while the ledger
+cannot reach it, SERVING again when it can.
 """
 
 from __future__ import annotations
@@ -28,6 +30,65 @@ log = logging.getLogger("wallet_core.grpc")
 
 SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
 GRACE_SECONDS = 10.0
+PING_INTERVAL = 1.0  # seconds between two pings of the database
+PING_TIMEOUT = 2.0  # a ping without an answer by then counts as an outage
+
+
+class DatabaseWatcher:
+    """Pings the ledger's database every PING_INTERVAL seconds and sets the health status to match.
+
+    A ping runs in a thread of its own and is judged after PING_TIMEOUT seconds, so a database
+    that hangs (a network that drops packets) is reported as promptly as one that refuses; a
+    hung ping is not repeated until it returns. The status changes only on a change of answer,
+    and each change is logged once.
+    """
+
+    def __init__(self, ledger: Ledger, health_servicer: health.HealthServicer, *,
+                 interval: float = PING_INTERVAL, timeout: float = PING_TIMEOUT) -> None:
+        self._ledger = ledger
+        self._health = health_servicer
+        self._interval = interval
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._pinger = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-ping")
+        self._thread = threading.Thread(target=self._run, name="db-watcher", daemon=True)
+        self.serving: bool | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop pinging (idempotent); a ping in flight is left to finish on its own."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._pinger.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        pending: futures.Future[None] | None = None
+        while not self._stop.is_set():
+            if pending is None or pending.done():
+                pending = self._pinger.submit(self._ledger.ping)
+            try:
+                pending.result(timeout=self._timeout)
+                self._set(True, "")
+            except futures.TimeoutError:
+                self._set(False, f"no answer within {self._timeout:g} s")
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the database is an outage
+                self._set(False, repr(exc.__cause__ or exc))
+            self._stop.wait(self._interval)
+
+    def _set(self, serving: bool, why: str) -> None:
+        if serving == self.serving or self._stop.is_set():
+            return
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, status)
+        if serving:
+            log.info("the ledger database answers: health SERVING")
+        else:
+            log.error("the ledger database cannot be reached (%s): health NOT_SERVING", why)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -85,6 +146,8 @@ def create_server(settings: Settings, ledger: Ledger, *, tracer_provider: Any = 
         raise RuntimeError(f"cannot listen on {settings.grpc_addr}")
     server.health = health_servicer  # type: ignore[attr-defined]
     server.metrics = metrics  # type: ignore[attr-defined]
+    server.watcher = DatabaseWatcher(ledger, health_servicer)  # type: ignore[attr-defined]
+    server.watcher.start()  # type: ignore[attr-defined]
     return server, port
 
 
@@ -117,6 +180,7 @@ def serve_forever(settings: Settings, ledger: Ledger, *, tracer_provider: Any = 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
+    server.watcher.stop()  # type: ignore[attr-defined]
     server.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
     server.stop(grace=GRACE_SECONDS).wait()
     ledger.close()
