@@ -1,23 +1,28 @@
 """The betflex callback bodies: msgspec structs, and the checks that types alone cannot say.
 
 A body is decoded and checked whole before anything is called. Unknown fields are ignored;
-fields the edge does not use are not declared, so they are ignored whatever they hold.
-`decode_bets` / `decode_winners` return the parsed body or raise `BodyError`, whose
-message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
+fields the edge does not use are not declared, so they are ignored whatever they hold (but
+the body as a whole must still be JSON that any reader reads the same way: see
+`_refuse_ambiguous_json`). `decode_bets` / `decode_winners` return the parsed body or raise
+`BodyError`, whose message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
+
+Cost: both passes are linear in the body and run in C/Rust; the worst body the size cap
+allows costs milliseconds of the event loop (`bench/hostile_bodies.py` measures it).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated
 
+import jiter
 import msgspec
 
-# Identifiers betflex sends as JSON numbers: non-negative and within a signed 64-bit integer.
-MAX_UID = 2**63 - 1
+from edge_http.betflex import MAX_CLIENT_LENGTH, MAX_ID_LENGTH, MAX_UID
+
 Uid = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# its length is checked by `check_client`, once, with a message that says why
+Client = Annotated[str, msgspec.Meta(min_length=1)]
 
 AMOUNT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")  # ASCII digits only: [0-9] is not \d
 CURRENCY = re.compile(r"[A-Z][A-Z0-9]{2,9}")
@@ -37,7 +42,7 @@ class BodyError(Exception):
 
 
 class BetsUser(msgspec.Struct):
-    client: Name
+    client: Client
     uid: Uid | str  # a number in the spec; a string of digits is read as the same user
 
 
@@ -65,7 +70,7 @@ class BetsBody(msgspec.Struct):
 
 
 class WinnersUser(msgspec.Struct):
-    client: Name
+    client: Client
     uid: str | Uid  # a string in the spec; the number sent to /bets is the same user
 
 
@@ -110,26 +115,52 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-unty
         raise BodyError("invalid_request", str(exc)) from None
     except RecursionError:
         raise BodyError("invalid_request", "JSON is nested too deeply") from None
-    _refuse_duplicate_keys(body)
+    _refuse_ambiguous_json(body)
     return parsed
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise BodyError("invalid_request", f"the key {duplicate[:40]!r} appears twice in one object; the body is ambiguous")
-    return dict(pairs)
+_DUPLICATE = re.compile(r'Detected duplicate key "(?P<key>.*)" at (?P<where>line \d+ column \d+)', re.DOTALL)
 
 
-def _refuse_duplicate_keys(body: bytes) -> None:
-    """A key twice in one object (`{"bets": [...], "bets": [...]}`) is refused: msgspec keeps the last,
-    another reader (a proxy, a log, betflex itself) may take the first, and money must not depend on it.
-    Runs only on bodies msgspec already accepted, so the input is valid JSON of bounded depth."""
+def _refuse_ambiguous_json(body: bytes) -> None:
+    """Refuse a body that msgspec accepted but that another reader could read differently, or not at all.
+
+    - A key twice in one object (`{"bets": [...], "bets": [...]}`), anywhere in the body: msgspec
+      keeps the last, another reader (a proxy, a log, betflex itself) may take the first, and money
+      must not depend on it.
+    - What msgspec skips without reading, in fields the edge ignores: bytes that are not UTF-8 in a
+      string, an integer of more than 4300 digits (Python's limit for int()), nesting deeper than
+      jiter's limit.
+
+    jiter reads the whole body once (linear, in Rust, keys compared with a hash set per object).
+    Every one of its refusals is a ValueError, answered as a bad request like any other.
+    """
     try:
-        json.loads(body, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise BodyError("invalid_request", "JSON is nested too deeply") from None
+        jiter.from_json(body, catch_duplicate_keys=True, cache_mode="keys")
+    except (ValueError, RecursionError) as exc:
+        raise BodyError("invalid_request", _jiter_message(str(exc))) from None
+
+
+def _jiter_message(text: str) -> str:
+    duplicate = _DUPLICATE.fullmatch(text)
+    if duplicate:
+        return (f"the key {duplicate['key'][:40]!r} appears twice in one object ({duplicate['where']}); "
+                "the body is ambiguous")
+    if text.startswith("recursion limit exceeded"):
+        return "JSON is nested too deeply"
+    return f"the body is not JSON the wallet can read: {text[:200]}"
+
+
+def check_client(client: str, path: str) -> str:
+    """betflex's client names the wallets and is part of every transaction id derived from a bet
+    (`betflex:{client}:payout:{bet uid}`), which the core limits to 128 characters."""
+    if len(client) > MAX_CLIENT_LENGTH:
+        raise BodyError(
+            "invalid_request",
+            f"{path}: the client may have at most {MAX_CLIENT_LENGTH} characters (it has {len(client)}): the "
+            f"wallet's transaction ids, betflex:{{client}}:payout:{{bet uid}}, are limited to {MAX_ID_LENGTH}",
+        )
+    return client
 
 
 def _with_path_first(message: str) -> str:
@@ -151,7 +182,7 @@ def user_id(value: int | str, path: str) -> str:
 
 def decode_bets(body: bytes) -> BetsBody:
     parsed: BetsBody = _decode(_BETS_DECODER, body)
-    client = parsed.bets[0].user.client
+    client = check_client(parsed.bets[0].user.client, "$.bets[0].user.client")
     seen: set[int] = set()
     for index, entry in enumerate(parsed.bets):
         at = f"$.bets[{index}]"
@@ -181,6 +212,7 @@ def decode_winners(body: bytes) -> WinnersBody:
         for b, entry in enumerate(pool.bets):
             at = f"$.pools[{p}].bets[{b}]"
             user_id(entry.user.uid, f"{at}.user.uid")
+            check_client(entry.user.client, f"{at}.user.client")
             key = (entry.user.client, entry.bet.uid)
             if key in seen:
                 raise BodyError("invalid_request", f"{at}.bet.uid: bet {entry.bet.uid} appears more than once")
