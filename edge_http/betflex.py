@@ -30,5 +30,5 @@ def pool_reference(pool_uid: int | None) -> str:
     return f"pool:{pool_uid}" if pool_uid is not None else ""
 
 
-# The longest client for which the ids of the largest bet uid still fit: 128 - len("betflex::payout:" + 19 digits).
+# The longest client whose ids still fit with the largest bet uid: 128 - len("betflex::payout:" + 19 digits).
 MAX_CLIENT_LENGTH = MAX_ID_LENGTH - max(len(derive("", MAX_UID)) for derive in (stake_id, payout_id))

@@ -13,6 +13,7 @@ import falcon
 import falcon.asgi
 
 from edge_http.core import Readiness
+from edge_http.jsoncheck import JsonCheck
 from edge_http.logs import CallbackRecord
 from edge_http.metrics import EdgeMetrics
 from edge_http.placement import BetPlacer, Placed, Refused, Unresolved
@@ -56,9 +57,12 @@ class _Callback:
     # the status of a body that cannot be used: 402 on /bets (the only refusal betflex reads there)
     invalid_status = 400
 
-    def __init__(self, max_body_bytes: int, body_timeout: float | None = None) -> None:
+    def __init__(
+        self, max_body_bytes: int, body_timeout: float | None = None, json_check: JsonCheck | None = None
+    ) -> None:
         self._max_body_bytes = max_body_bytes
         self._body_timeout = body_timeout
+        self._json_check = json_check or JsonCheck()
 
     async def _body(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> bytes | None:
         record: CallbackRecord = req.context.callback
@@ -86,8 +90,11 @@ class BetsResource(_Callback):
     route = "/bets"
     invalid_status = 402
 
-    def __init__(self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None) -> None:
-        super().__init__(max_body_bytes, body_timeout)
+    def __init__(
+        self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None,
+        json_check: JsonCheck | None = None,
+    ) -> None:
+        super().__init__(max_body_bytes, body_timeout, json_check)
         self._placer = placer
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -96,7 +103,8 @@ class BetsResource(_Callback):
         if raw is None:
             return
         try:
-            body = decode_bets(raw)
+            body = decode_bets(raw, check_json=False)
+            await self._json_check.refuse_ambiguous(raw)
         except BodyError as error:
             return self._invalid(req, resp, error)
         record.client = body.bets[0].user.client
@@ -126,8 +134,11 @@ class WinnersResource(_Callback):
 
     route = "/winners"
 
-    def __init__(self, settler: Settler, max_body_bytes: int, body_timeout: float | None = None) -> None:
-        super().__init__(max_body_bytes, body_timeout)
+    def __init__(
+        self, settler: Settler, max_body_bytes: int, body_timeout: float | None = None,
+        json_check: JsonCheck | None = None,
+    ) -> None:
+        super().__init__(max_body_bytes, body_timeout, json_check)
         self._settler = settler
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -136,7 +147,8 @@ class WinnersResource(_Callback):
         if raw is None:
             return
         try:
-            body = decode_winners(raw)
+            body = decode_winners(raw, check_json=False)
+            await self._json_check.refuse_ambiguous(raw)
         except BodyError as error:
             return self._invalid(req, resp, error)
         entries = [entry for pool in body.pools for entry in pool.bets]

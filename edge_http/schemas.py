@@ -6,8 +6,10 @@ the body as a whole must still be JSON that any reader reads the same way: see
 `_refuse_ambiguous_json`). `decode_bets` / `decode_winners` return the parsed body or raise
 `BodyError`, whose message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
 
-Cost: both passes are linear in the body and run in C/Rust; the worst body the size cap
-allows costs milliseconds of the event loop (`bench/hostile_bodies.py` measures it).
+Cost: both passes are linear in the body and run in C/Rust. msgspec skips what is not declared
+without building it (about a millisecond for the worst 1 MiB body); the second pass
+(`ambiguity`) builds everything and is run off the event loop for large bodies by
+`edge_http.jsoncheck` (`bench/hostile_bodies.py` measures what the worst bodies cost).
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ _BETS_DECODER = msgspec.json.Decoder(BetsBody)
 _WINNERS_DECODER = msgspec.json.Decoder(WinnersBody)
 
 
-def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyped-def]
+def _decode(decoder: msgspec.json.Decoder, body: bytes, check_json: bool):  # type: ignore[no-untyped-def]
     if not body.strip():
         raise BodyError("invalid_request", "the body is empty; a JSON object is expected")
     try:
@@ -115,15 +117,17 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-unty
         raise BodyError("invalid_request", str(exc)) from None
     except RecursionError:
         raise BodyError("invalid_request", "JSON is nested too deeply") from None
-    _refuse_ambiguous_json(body)
+    if check_json:
+        refuse_ambiguous_json(body)
     return parsed
 
 
 _DUPLICATE = re.compile(r'Detected duplicate key "(?P<key>.*)" at (?P<where>line \d+ column \d+)', re.DOTALL)
 
 
-def _refuse_ambiguous_json(body: bytes) -> None:
-    """Refuse a body that msgspec accepted but that another reader could read differently, or not at all.
+def ambiguity(body: bytes) -> str | None:
+    """Why a body that msgspec accepted may not be used, or None: what another reader could read
+    differently, or not at all.
 
     - A key twice in one object (`{"bets": [...], "bets": [...]}`), anywhere in the body: msgspec
       keeps the last, another reader (a proxy, a log, betflex itself) may take the first, and money
@@ -132,13 +136,21 @@ def _refuse_ambiguous_json(body: bytes) -> None:
       string, an integer of more than 4300 digits (Python's limit for int()), nesting deeper than
       jiter's limit.
 
-    jiter reads the whole body once (linear, in Rust, keys compared with a hash set per object).
-    Every one of its refusals is a ValueError, answered as a bad request like any other.
+    jiter reads the whole body once: linear, in Rust, but it builds every value as a Python object,
+    which for the worst 1 MiB body takes tens of milliseconds (`edge_http.jsoncheck` runs large
+    bodies in a worker process). Every one of its refusals is a ValueError.
     """
     try:
         jiter.from_json(body, catch_duplicate_keys=True, cache_mode="keys")
     except (ValueError, RecursionError) as exc:
-        raise BodyError("invalid_request", _jiter_message(str(exc))) from None
+        return _jiter_message(str(exc))
+    return None
+
+
+def refuse_ambiguous_json(body: bytes) -> None:
+    problem = ambiguity(body)
+    if problem is not None:
+        raise BodyError("invalid_request", problem)
 
 
 def _jiter_message(text: str) -> str:
@@ -180,8 +192,10 @@ def user_id(value: int | str, path: str) -> str:
     return value
 
 
-def decode_bets(body: bytes) -> BetsBody:
-    parsed: BetsBody = _decode(_BETS_DECODER, body)
+def decode_bets(body: bytes, *, check_json: bool = True) -> BetsBody:
+    """The body of POST /bets, checked whole. `check_json=False` leaves out `refuse_ambiguous_json`,
+    for a caller that runs it elsewhere (the resources: `edge_http.jsoncheck`)."""
+    parsed: BetsBody = _decode(_BETS_DECODER, body, check_json)
     client = check_client(parsed.bets[0].user.client, "$.bets[0].user.client")
     seen: set[int] = set()
     for index, entry in enumerate(parsed.bets):
@@ -205,8 +219,9 @@ def decode_bets(body: bytes) -> BetsBody:
     return parsed
 
 
-def decode_winners(body: bytes) -> WinnersBody:
-    parsed: WinnersBody = _decode(_WINNERS_DECODER, body)
+def decode_winners(body: bytes, *, check_json: bool = True) -> WinnersBody:
+    """The body of POST /winners, checked whole; `check_json` as for `decode_bets`."""
+    parsed: WinnersBody = _decode(_WINNERS_DECODER, body, check_json)
     seen: set[tuple[str, int]] = set()
     for p, pool in enumerate(parsed.pools):
         for b, entry in enumerate(pool.bets):
