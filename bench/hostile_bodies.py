@@ -63,13 +63,13 @@ def worst_bodies(route: str, cap: int = CAP) -> dict[str, bytes]:
     """Bodies of at most `cap` bytes that cost the edge the most to refuse, by name.
 
     Each is `{"bets" | "pools": [one valid entry], "extra": <filler>, "extra": 0}`: the duplicate
-    `extra` comes last, so the whole filler is read before the body is refused.
+    comes last (in the filler's own object, or `extra`), so the whole body is read before it is refused.
     """
     head = {"bets": [_BET]} if route == "/bets" else {"pools": [{"pool": {"uid": 5}, "bets": [_WINNER]}]}
     prefix = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"extra":'
     fillers: dict[str, tuple[bytes, Callable[[int], bytes], bytes]] = {
-        # the issue's body: one object of many distinct keys (its duplicate check was quadratic)
-        "distinct keys in one object": (b"{", lambda n: b'"k%d":0' % n, b"}"),
+        # the issue's body: one object of many distinct keys, the last one twice (the check was quadratic)
+        "distinct keys in one object": (b"{", lambda n: b'"k%d":0' % n, b',"k":0,"k":0}'),
         "empty objects": (b"[", lambda n: b"{}", b"]"),
         "one-key objects": (b"[", lambda n: b'{"a":0}', b"]"),
         "4300-digit integers": (b"[", lambda n: b"9" * 4300, b"]"),
