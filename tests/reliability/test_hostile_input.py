@@ -186,7 +186,7 @@ def test_a_payout_beyond_any_amount_is_refused_per_bet_and_moves_no_money(core: 
 def test_the_worst_bodies_the_cap_allows_are_refused_while_healthz_keeps_answering(
     core: Core, edge: EdgeProcess, route: str, figures: Counter[str],
 ) -> None:
-    """Issue 11: a 1 MiB body of 100,000 keys, the last one twice, held the event loop for minutes (the
+    """Issue 11: a 1 MiB body of 96,000 keys, the last one twice, held the event loop for minutes (the
     duplicate check was quadratic): /healthz and every callback waited. Each worst body of
     bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
     200 and every body refused, nothing changed. How fast /healthz answers meanwhile is measured by
