@@ -3,8 +3,8 @@
 msgspec decodes a body in about a millisecond whatever it holds, because it skips the fields the
 edge does not declare. The check for duplicate keys and unreadable ignored content cannot skip
 anything: jiter builds every value of the body, which for the worst 1 MiB body (96,000 keys in
-one object, 350,000 empty objects) takes tens of milliseconds, and holds the GIL all along, so a thread would
-not help. A body up to `INLINE_BYTES` is checked in place (at most a few milliseconds); a larger
+one object, 350,000 empty objects) takes tens of milliseconds, and holds the GIL all along, so
+a thread would not help. A body up to `INLINE_BYTES` is checked in place (at most a few milliseconds); a larger
 one is sent to one worker process, so the event loop keeps serving /healthz and every other
 callback meanwhile. Hostile large bodies queue for that one worker: they slow each other, not
 the rest. The worker is started on first use and stopped at ASGI lifespan shutdown (this object
