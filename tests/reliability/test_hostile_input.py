@@ -5,7 +5,10 @@ the database is byte-for-byte unchanged (a dump of every table before and after)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -20,6 +23,8 @@ from clients import WalletClient
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2 as pb
 from clients.wallet.v1 import wallet_pb2_grpc
+from edge_http.jsoncheck import JsonCheck
+from edge_http.schemas import BodyError
 from tests.support.db import dump
 from tests.support.processes import EDGE_TOKEN, EdgeProcess, running_edge
 from tests.support.servers import TOKENS, Core
@@ -228,6 +233,31 @@ def test_the_worst_bodies_the_cap_allows_are_refused_while_healthz_keeps_answeri
             figures.update(inputs=1, probes=len(probes))
     figures.update(violations=len(failures))
     assert not failures, "\n".join(failures)
+
+
+def test_a_worker_that_dies_is_replaced_and_large_bodies_are_still_checked(caplog: pytest.LogCaptureFixture) -> None:
+    """The duplicate-key check of a large body runs in a worker process; killed (out of memory, an
+    operator), it is replaced on the next body, and no body goes unchecked."""
+    check = JsonCheck()
+    duplicate = worst_bodies("/bets")["distinct keys in one object"]
+    clean = duplicate.replace(b',"extra":0}', b"}").replace(b',"k":0,"k":0}', b"}")
+
+    async def scenario() -> list[str | None]:
+        outcomes: list[str | None] = []
+        for body in (duplicate, clean, duplicate):
+            try:
+                await check.refuse_ambiguous(body)
+                outcomes.append(None)
+            except BodyError as error:
+                outcomes.append(error.code)
+            for pid in list(getattr(check._pool, "_processes", None) or {}):  # noqa: SLF001 - a real kill
+                os.kill(pid, signal.SIGKILL)
+        await check.process_shutdown({}, {})
+        return outcomes
+
+    with caplog.at_level("WARNING", logger="edge_http"):
+        assert asyncio.run(scenario()) == ["invalid_request", None, "invalid_request"]
+    assert [r.getMessage() for r in caplog.records].count("the JSON check worker died; starting another") == 2
 
 
 # ---------------------------------------------------------------- every RPC
