@@ -3,7 +3,7 @@
 A body is decoded and checked whole before anything is called. Unknown fields are ignored;
 fields the edge does not use are not declared, so they are ignored whatever they hold (but
 the body as a whole must still be JSON that any reader reads the same way: see
-`_refuse_ambiguous_json`). `decode_bets` / `decode_winners` return the parsed body or raise
+`ambiguity`). `decode_bets` / `decode_winners` return the parsed body or raise
 `BodyError`, whose message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
 
 Cost: both passes are linear in the body and run in C/Rust. msgspec skips what is not declared
