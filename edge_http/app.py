@@ -18,6 +18,7 @@ import falcon.asgi
 from edge_http.auth import AddressPolicy, TokenVerifier
 from edge_http.config import EdgeSettings
 from edge_http.core import LazyWallet, Readiness
+from edge_http.jsoncheck import JsonCheck
 from edge_http.metrics import EdgeMetrics
 from edge_http.middleware import CallbackGuard, CallbackObserver, WalletLifecycle
 from edge_http.openapi import openapi_document
@@ -76,9 +77,11 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
         deadline=settings.edge_winners_deadline, calls=calls, concurrency=settings.edge_settle_concurrency,
     )
 
+    json_check = JsonCheck()
     app = falcon.asgi.App(
         middleware=[
             WalletLifecycle(client, owned=owned),
+            json_check,
             CallbackObserver(metrics),
             CallbackGuard(
                 tokens, addresses,
@@ -88,8 +91,9 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/bets", BetsResource(placer, settings.edge_max_body_bytes, settings.edge_body_timeout))
-    app.add_route("/winners", WinnersResource(settler, settings.edge_max_body_bytes, settings.edge_body_timeout))
+    body_limits = (settings.edge_max_body_bytes, settings.edge_body_timeout, json_check)
+    app.add_route("/bets", BetsResource(placer, *body_limits))
+    app.add_route("/winners", WinnersResource(settler, *body_limits))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(Readiness(client)))
     app.add_route("/metrics", MetricsResource(metrics))

@@ -126,11 +126,27 @@ def reason_of(error: WalletError) -> str:
     return str(getattr(error, "reason", "") or type(error).__name__)
 
 
-def message_of(error: WalletError) -> str:
+log = logging.getLogger("edge_http.core")
+# What betflex reads when the core did not answer with a refusal of its own.
+UNAVAILABLE_MESSAGE = "the wallet is unavailable"
+
+
+def detail_of(error: WalletError) -> str:
+    """The error's own text, for the edge's logs only: gRPC's details name internal addresses
+    (`failed to connect to all addresses; last error: ... ipv4:10.0.0.5:50051 ...`)."""
     return str(getattr(error, "message", "") or error or type(error).__name__)
 
 
-log = logging.getLogger("edge_http.core")
+def message_of(error: WalletError) -> str:
+    """The text betflex may read about `error`: a refusal of the core passes on its own message;
+    anything else (a failure on the way to the core, a refusal of the edge's own token, an error no
+    table knows) is logged here with its details, once, and answered "the wallet is unavailable"."""
+    if is_definite(error) and not isinstance(error, CONFIGURATION):
+        return detail_of(error)
+    if not getattr(error, "_edge_detail_logged", False):
+        log.warning("wallet core call failed: %s %s", reason_of(error), detail_of(error))
+        error._edge_detail_logged = True  # type: ignore[attr-defined]
+    return UNAVAILABLE_MESSAGE
 
 
 def note_core_error(metrics: Any, error: WalletError, call: str, subject: object) -> None:
@@ -142,4 +158,5 @@ def note_core_error(metrics: Any, error: WalletError, call: str, subject: object
             "clients it may touch", call, reason_of(error),
         )
     elif not is_definite(error):
-        log.warning("%s for %s failed: %s %s", call, subject, reason_of(error), message_of(error))
+        log.warning("%s for %s failed: %s %s", call, subject, reason_of(error), detail_of(error))
+        error._edge_detail_logged = True  # type: ignore[attr-defined]  # message_of need not log it again

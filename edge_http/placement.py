@@ -26,7 +26,7 @@ delivery of every slip that names it is answered consistently with that decision
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -128,14 +128,20 @@ class BetPlacer:
         self._fence_deadline = fence_deadline
         self._calls = calls
 
-    async def handle(self, raw: bytes, grant: Grant | None = None) -> tuple[BetsBody | None, Placement]:
+    async def handle(
+        self, raw: bytes, grant: Grant | None = None, check: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> tuple[BetsBody | None, Placement]:
         """A raw /bets body from a caller whose token has `grant` → (the body if it could be used, the decision).
 
         A slip naming a client the token may not act for is refused before anything is asked of the
         core (`edge_http.tenants`); `grant` None is the unauthenticated dev mode (no per-client check).
+        `check` is the second reading of the body (duplicate keys, unreadable ignored content), which
+        the app runs off the event loop for large bodies (`edge_http.jsoncheck`); without it, in place.
         """
         try:
-            body = decode_bets(raw)
+            body = decode_bets(raw, check_json=check is None)
+            if check is not None:
+                await check(raw)
         except BodyError as error:
             return None, await self.refuse_invalid(raw, error, grant)
         denied = check_bets(grant, body)

@@ -265,7 +265,8 @@ class Book:
             if wallet.balance < needed[key]:
                 fmt = self.currencies.get(key.currency).format
                 return errors.InsufficientFunds(
-                    f"wallet {describe(key)} holds {fmt(wallet.balance)}, the debit needs {fmt(needed[key])}",
+                    # no balance in the text: it is stored and replayed verbatim, when the balance has moved on
+                    f"wallet {describe(key)} has insufficient funds for a debit of {fmt(needed[key])}",
                     user_id=key.user_id,
                 )
         return None
