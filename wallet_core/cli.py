@@ -129,6 +129,7 @@ def _build_ledger(settings: Any, *, create: bool = True) -> Any:
     ledger = Ledger(
         engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
         max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
+        clawback=settings.clawback_policies(),
     )
     try:  # refuse to start on an old schema, or with a currency scale the ledger does not keep
         check_schema(engine)

@@ -15,8 +15,8 @@ from wallet_core.grpc_api.server import create_server
 from wallet_core.service import Ledger
 from wallet_core.storage.engine import make_engine
 
-TOKENS = {"fanteam": "tok-fanteam", "other": "tok-other", "admin": "tok-admin"}
-TOKEN_SPEC = "tok-fanteam=fanteam;tok-other=other;tok-admin=*"
+TOKENS = {"fanteam": "tok-fanteam", "other": "tok-other", "admin": "tok-admin", "ops": "tok-ops"}
+TOKEN_SPEC = "tok-fanteam=fanteam;tok-other=other;tok-admin=*;ops-desk:tok-ops=*"  # tok-ops: labelled "ops-desk"
 CURRENCIES = {"FUN": 2, "BTC": 8}
 
 
@@ -44,7 +44,8 @@ def running_core(db_url: str, *, group_commit: bool = True, currencies: dict[str
         **settings,
     )
     engine = make_engine(db_url, pool_size=20)
-    ledger = Ledger(engine, CurrencyRegistry(currencies), group_commit=group_commit)
+    ledger = Ledger(engine, CurrencyRegistry(currencies), group_commit=group_commit,
+                    clawback=config.clawback_policies())
     server, port = create_server(config, ledger)
     server.start()
     try:
