@@ -80,6 +80,10 @@ class NotCancellable(WalletError):
     reason = "NOT_CANCELLABLE"
 
 
+class NotSettled(WalletError):
+    reason = "NOT_SETTLED"
+
+
 class IdempotencyConflict(WalletError):
     reason = "IDEMPOTENCY_CONFLICT"
 
@@ -123,7 +127,7 @@ BY_REASON: dict[str, type[WalletError]] = {
     for cls in (
         InvalidArgument, InvalidAmount, UnknownCurrency, AccountNotFound, StakeNotFound, InsufficientFunds,
         AccountBlocked, AlreadySettled, StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable,
-        IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable,
+        NotSettled, IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable,
     )
 }
 

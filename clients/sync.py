@@ -43,14 +43,14 @@ class WalletClient:
         self._timeout = timeout
         self._retry = retry_policy(max_attempts)
 
-    def _do(self, spec: tuple[str, Any, Any], timeout: float | None) -> Any:
-        method, request, parse = spec
+    def _do(self, spec: tuple[Any, ...], timeout: float | None) -> Any:
+        method, request, parse, *extra = spec
         rpc = getattr(self._stub, method)
+        call_metadata = self._metadata + (tuple(extra[0]) if extra else ())
         for attempt in Retrying(**self._retry):
             with attempt:
                 try:
-                    response = rpc(request, timeout=timeout or self._timeout,
-                                   metadata=self._metadata + CALL_METADATA.get())
+                    response = rpc(request, timeout=timeout or self._timeout, metadata=call_metadata + CALL_METADATA.get())
                 except grpc.RpcError as error:
                     raise from_rpc_error(error) from None
         return parse(response)
@@ -128,6 +128,72 @@ class WalletClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    # ---------------------------------------------------------------- operators (audited: who, when, why)
+
+    def adjust(self, transaction_id: str, account: m.AccountRef, amount: Amount, reason: str, *,
+               reference: str = "", timeout: float | None = None) -> m.CreditResult:
+        """An ADJUSTMENT credit (house -> user), recorded in the audit trail with `reason` (required)."""
+        if not reason.strip():
+            raise ValueError("an adjustment needs a reason")
+        spec = c.credit(transaction_id, account, amount, m.Purpose.ADJUSTMENT, "", reference)
+        return self._do(c.with_reason(spec, reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_credit(self, transaction_id: str, account: m.AccountRef, amount: Amount, purpose: m.Purpose,
+                        reason: str, *, settles_transaction_id: str = "", reference: str = "",
+                        timeout: float | None = None) -> m.CreditResult:
+        """A Credit recorded in the audit trail with `reason` (an operator's deposit or settlement)."""
+        spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
+        return self._do(c.with_reason(spec, reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_withdraw(self, transaction_id: str, account: m.AccountRef, amount: Amount, reason: str, *,
+                          reference: str = "", timeout: float | None = None) -> m.DebitResult:
+        """A withdrawal recorded in the audit trail with `reason`."""
+        item = m.DebitItem(transaction_id, account, amount, m.Purpose.WITHDRAWAL, reference)
+        return self._do(c.with_reason(c.debit([item]), reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_cancel(self, client: str, transaction_id: str, reason: str, *, reference: str = "",
+                        timeout: float | None = None) -> m.CancelResult:
+        """A Cancel recorded in the audit trail with `reason`."""
+        spec = c.with_reason(c.cancel(client, transaction_id, reference), reason)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def unsettle(self, client: str, transaction_id: str, settles_transaction_id: str, *, reason: str = "",
+                 reference: str = "", clawback: m.ClawbackPolicy | None = None,
+                 timeout: float | None = None) -> m.CorrectionResult:
+        """Reverse a settled stake's settlement (payout clawed back, stake open again); idempotent by its id."""
+        spec = c.unsettle(client, transaction_id, settles_transaction_id, reason, reference, clawback)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def resettle(self, client: str, transaction_id: str, settles_transaction_id: str, amount: Amount, *,
+                 reason: str = "", reference: str = "", clawback: m.ClawbackPolicy | None = None,
+                 timeout: float | None = None) -> m.CorrectionResult:
+        """Replace a settled stake's payout with `amount`, atomically; idempotent by its id."""
+        spec = c.resettle(client, transaction_id, settles_transaction_id, amount, reason, reference, clawback)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def lookup_transaction(self, client: str, transaction_id: str, *,
+                           timeout: float | None = None) -> m.TransactionLookup:
+        return self._do(c.lookup_transaction(client, transaction_id), timeout)  # type: ignore[no-any-return]
+
+    def resolve_settlement_failure(self, client: str, transaction_id: str, resolution: m.Resolution, reason: str,
+                                   *, timeout: float | None = None) -> m.ResolvedFailure:
+        spec = c.resolve_settlement_failure(client, transaction_id, resolution, reason)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def list_open_stakes(self, client: str, older_than_seconds: int = 0, limit: int = 100, *,
+                         timeout: float | None = None) -> m.OpenStakes:
+        return self._do(c.list_open_stakes(client, older_than_seconds, limit), timeout)  # type: ignore[no-any-return]
+
+    def system_balances(self, client: str, *, timeout: float | None = None) -> list[m.SystemBalance]:
+        return self._do(c.system_balances(client), timeout)  # type: ignore[no-any-return]
+
+    def list_audit(self, client: str, limit: int = 100, *, timeout: float | None = None) -> list[m.AuditEntry]:
+        return self._do(c.list_audit(client, limit), timeout)  # type: ignore[no-any-return]
+
+    def list_clients(self, *, timeout: float | None = None) -> m.ClientList:
+        """The clients with wallets this token may act for, and the token's label."""
+        return self._do(c.list_clients(), timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- lifecycle
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     log_format: Literal["plain", "json"] = "plain"
     metrics_addr: str | None = None
     insecure_no_auth: bool = False
+    # what a settlement correction does when the player already spent the payout: `refuse` or
+    # `debt`, for every client, or per client: `fanteam=debt,*=refuse` (see docs/decisions.md)
+    clawback: str = "refuse"
 
     @classmethod
     def settings_customise_sources(
@@ -89,6 +92,16 @@ class Settings(BaseSettings):
     def _format(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("clawback")
+    @classmethod
+    def _clawback(cls, value: str) -> str:
+        parse_clawback(value)  # raises ValueError naming the bad entry
+        return value
+
+    def clawback_policies(self) -> dict[str, Any]:
+        """client -> ClawbackPolicy; the key "*" is every other client."""
+        return parse_clawback(self.clawback)
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -132,3 +145,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values.update({name: getattr(env, name) for name in env.model_fields_set})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
+
+
+def parse_clawback(text: str) -> dict[str, Any]:
+    """`refuse`, `debt`, or `client=policy,...` with `*` for every other client (default `refuse`)."""
+    from wallet_core.domain import ClawbackPolicy
+
+    policies: dict[str, Any] = {"*": ClawbackPolicy.REFUSE}
+    choices = ", ".join(p.value for p in ClawbackPolicy)
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        client, sep, name = entry.rpartition("=")
+        client = client.strip() if sep else "*"
+        try:
+            policies[client or "*"] = ClawbackPolicy(name.strip().lower())
+        except ValueError:
+            raise ValueError(f"clawback entry {entry!r}: the policy must be one of {choices}") from None
+    return policies

@@ -71,6 +71,12 @@ class NotCancellable(WalletError):
     reason = "NOT_CANCELLABLE"
 
 
+class NotSettled(WalletError):
+    """An unsettle or resettle named a stake that is open: there is no settlement to correct."""
+
+    reason = "NOT_SETTLED"
+
+
 class IdempotencyConflict(WalletError):
     reason = "IDEMPOTENCY_CONFLICT"
 
@@ -102,6 +108,7 @@ ALL_ERRORS: tuple[type[WalletError], ...] = (
     CurrencyMismatch,
     StakeMismatch,
     NotCancellable,
+    NotSettled,
     IdempotencyConflict,
     Unauthenticated,
     PermissionDenied,

@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
@@ -41,6 +41,7 @@ from wallet_core.book import (
     Book,
     CancelCall,
     Call,
+    CorrectionCall,
     CreditCall,
     DebitCall,
     Failure,
@@ -59,14 +60,24 @@ from wallet_core.domain import (
     AccountKind,
     AccountStatus,
     AccountView,
+    AuditNote,
     CancelResult,
+    ClawbackPolicy,
+    CorrectionResult,
     CreditCommand,
     CreditResult,
     DebitItem,
     DebitResult,
     FenceResult,
     Purpose,
+    AuditView,
+    OpenStakes,
+    OpenStakeTotal,
+    OpenStakeView,
+    Resolution,
     SettlementFailureView,
+    SystemBalanceView,
+    TransactionLookup,
     TransactionPage,
     check_identifier,
     check_reference,
@@ -76,7 +87,7 @@ from wallet_core.domain import (
 from wallet_core.storage import repository
 from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
-from wallet_core.storage.schema import accounts, settlement_failures, stakes, transactions
+from wallet_core.storage.schema import accounts, audit_log, settlement_failures, stakes, transactions
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +143,11 @@ class Ledger:
         max_wait: float = 0.0,
         max_attempts: int = 12,
         clock: Callable[[], datetime] = _now,
+        clawback: dict[str, ClawbackPolicy] | None = None,
     ) -> None:
         self.engine = engine
+        # client -> what a correction does when the wallet cannot cover a clawback; "*" for the rest
+        self.clawback = {"*": ClawbackPolicy.REFUSE, **(clawback or {})}
         self.currencies = currencies
         self.max_attempts = max_attempts
         self.clock = clock
@@ -209,14 +223,14 @@ class Ledger:
 
     # ------------------------------------------------------------------ money calls
 
-    def debit(self, items: Sequence[DebitItem]) -> DebitResult:
+    def debit(self, items: Sequence[DebitItem], *, audit: AuditNote | None = None) -> DebitResult:
         """Apply every item or none. Items of one call share a client and have distinct ids."""
         parsed = self._validate_debit(items)
         batch_ids = tuple(sorted(item.transaction_id for item, _, _ in parsed))
         hashes = [debit_fingerprint(item, minor, batch_ids) for item, _, minor in parsed]
-        return self._submit(DebitCall(parsed, hashes))  # type: ignore[return-value]
+        return self._submit(DebitCall(parsed, hashes, audit))  # type: ignore[return-value]
 
-    def credit(self, command: CreditCommand) -> CreditResult:
+    def credit(self, command: CreditCommand, *, audit: AuditNote | None = None) -> CreditResult:
         key = command.account
         check_identifier("transaction_id", command.transaction_id)
         key.validate()
@@ -236,14 +250,45 @@ class Ledger:
             if command.purpose == Purpose.PAYOUT:
                 self._note_settlement_failure(command, refusal)
             raise
-        call = CreditCall(command, currency, minor, credit_fingerprint(command, minor))
+        call = CreditCall(command, currency, minor, credit_fingerprint(command, minor), audit)
         return self._submit(call)  # type: ignore[return-value]
 
-    def cancel(self, client: str, transaction_id: str, reference: str = "") -> CancelResult:
+    def cancel(self, client: str, transaction_id: str, reference: str = "", *,
+               audit: AuditNote | None = None) -> CancelResult:
         check_identifier("client", client)
         check_identifier("transaction_id", transaction_id)
         check_reference(reference)
-        return self._submit(CancelCall(client, transaction_id, reference))  # type: ignore[return-value]
+        return self._submit(CancelCall(client, transaction_id, reference, audit))  # type: ignore[return-value]
+
+    def unsettle(self, client: str, transaction_id: str, stake_id: str, reference: str = "", *,
+                 policy: ClawbackPolicy | None = None, audit: AuditNote | None = None) -> CorrectionResult:
+        """Reverse a settled stake's settlement: its payout is clawed back and the stake is open again.
+
+        Idempotent by `transaction_id`. What the wallet cannot cover follows `policy`, else the
+        client's configured clawback policy (WALLET_CLAWBACK).
+        """
+        return self._correct(client, transaction_id, stake_id, None, reference, policy, audit)
+
+    def resettle(self, client: str, transaction_id: str, stake_id: str, amount: str, reference: str = "", *,
+                 policy: ClawbackPolicy | None = None, audit: AuditNote | None = None) -> CorrectionResult:
+        """Replace a settled stake's payout with `amount`, atomically (the stake stays settled)."""
+        if not isinstance(amount, str) or not amount:
+            raise errors.InvalidAmount("amount is required for a resettle")
+        return self._correct(client, transaction_id, stake_id, amount, reference, policy, audit)
+
+    def clawback_policy(self, client: str) -> ClawbackPolicy:
+        return self.clawback.get(client, self.clawback["*"])
+
+    def _correct(self, client: str, transaction_id: str, stake_id: str, amount: str | None, reference: str,
+                 policy: ClawbackPolicy | None, audit: AuditNote | None) -> CorrectionResult:
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        check_identifier("settles_transaction_id", stake_id)
+        check_reference(reference)
+        check_audit(audit)
+        call = CorrectionCall(client, transaction_id, stake_id, amount, reference,
+                              policy or self.clawback_policy(client), audit)
+        return self._submit(call)  # type: ignore[return-value]
 
     def fence(self, client: str, transaction_ids: Sequence[str], reference: str = "") -> FenceResult:
         """Make the fate of each id final without moving money: tombstone the unknown ones, report the rest.
@@ -418,15 +463,152 @@ class Ledger:
             query = query.where(settlement_failures.c.resolved_at.is_(None))
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
-            SettlementFailureView(
-                client=r.client, transaction_id=r.transaction_id, settles_transaction_id=r.settles_transaction_id,
-                account=AccountKey(r.client, r.user_id, r.currency), amount=r.amount, reason=r.reason,
-                message=r.message, attempts=r.attempts, first_seen=aware(r.first_seen),
-                last_seen=aware(r.last_seen), resolved_at=aware(r.resolved_at) if r.resolved_at else None,
-            )
-            for r in rows
-        ]
+        return [_failure_view(r) for r in rows]
+
+    # ------------------------------------------------------------------ operators
+
+    def resolve_settlement_failure(self, client: str, transaction_id: str, resolution: Resolution,
+                                   audit: AuditNote) -> SettlementFailureView:
+        """Close an open entry of the failed-settlement queue as RESOLVED or DISMISSED, with who and why.
+
+        The queue change and its audit row are one transaction. An entry already closed the same
+        way is a replay (nothing changes); closed another way, it is refused (NOT_FOUND if absent).
+        """
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        resolution = Resolution(resolution)
+        if resolution == Resolution.SETTLED:
+            raise errors.InvalidArgument("an operator resolves or dismisses; 'settled' is set by a successful call")
+        check_audit(audit)
+        if not audit.reason.strip():
+            raise errors.InvalidArgument("a reason is required to resolve or dismiss a failed settlement")
+
+        def work(conn: Connection) -> SettlementFailureView:
+            where = (settlement_failures.c.client == client, settlement_failures.c.transaction_id == transaction_id)
+            row = conn.execute(select(settlement_failures).where(*where).with_for_update()).first()
+            if row is None:
+                raise errors.StakeNotFound(
+                    f"no failed settlement {transaction_id!r} for client {client!r}", transaction_id=transaction_id)
+            now = self.clock()
+            outcome = "applied"
+            if row.resolved_at is not None:
+                if row.resolution != resolution:
+                    raise errors.InvalidArgument(
+                        f"failed settlement {transaction_id!r} is already closed ({row.resolution or 'settled'})")
+                outcome = "replayed"
+            else:
+                conn.execute(update(settlement_failures).where(*where).values(
+                    resolved_at=now, resolution=resolution, resolved_by=audit.actor[:128],
+                    resolution_note=audit.reason[:512]))
+            conn.execute(insert(audit_log).values(
+                at=now, client=client, actor=audit.actor[:128], action=audit.action[:32],
+                transaction_id=transaction_id, target=row.settles_transaction_id, reason=audit.reason[:512],
+                outcome=outcome))
+            found = conn.execute(select(settlement_failures).where(*where)).one()
+            return _failure_view(found)
+
+        return self._write(work)
+
+    def lookup(self, client: str, transaction_id: str) -> TransactionLookup:
+        """A transaction and, for a stake, its settlements, cancels, corrections, refusals and operator actions."""
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        t = transactions
+        with self._read() as conn:
+            row = conn.execute(
+                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
+                .where(t.c.client == client, t.c.transaction_id == transaction_id)
+            ).first()
+            # the stake it is about: itself, or the stake a payout / correction names
+            stake_id = transaction_id if row is None or not row.target_id else row.target_id
+            related = conn.execute(
+                select(t).where(t.c.client == client, t.c.target_id == stake_id).order_by(t.c.id)
+            ).all()
+            names = {transaction_id, stake_id} | {r.transaction_id for r in related if r.transaction_id}
+            failures = conn.execute(
+                select(settlement_failures).where(settlement_failures.c.client == client).where(
+                    settlement_failures.c.transaction_id.in_(sorted(names))
+                    | settlement_failures.c.settles_transaction_id.in_(sorted(names)))
+                .order_by(settlement_failures.c.id)
+            ).all()
+            trail = conn.execute(
+                select(audit_log).where(audit_log.c.client == client).where(
+                    audit_log.c.transaction_id.in_(sorted(names)) | audit_log.c.target.in_(sorted(names)))
+                .order_by(audit_log.c.id)
+            ).all()
+            stake_row = row if row is not None and not row.target_id else conn.execute(
+                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
+                .where(t.c.client == client, t.c.transaction_id == stake_id)
+            ).first()
+        view = (lambda r, state=None: transaction_view(self.currencies, repository.tx_from_row(r), state))
+        story = []
+        if stake_row is not None and row is not None and stake_row.id != row.id:
+            story.append(view(stake_row, stake_row.stake_state))
+        story += [view(r) for r in related if row is None or r.id != row.id]
+        if row is None and not story and not failures and not trail:
+            raise errors.StakeNotFound(f"no transaction {transaction_id!r} for client {client!r}",
+                                       transaction_id=transaction_id)
+        return TransactionLookup(
+            transaction=view(row, row.stake_state) if row is not None else None,
+            related=story, failures=[_failure_view(f) for f in failures], audit=[_audit_view(a) for a in trail],
+        )
+
+    def open_stakes(self, client: str, older_than_seconds: int = 0, limit: int = 100) -> OpenStakes:
+        """Stakes still open after `older_than_seconds` (bets the sportsbook never settled), oldest first."""
+        check_identifier("client", client)
+        if older_than_seconds < 0:
+            raise errors.InvalidArgument("older_than must not be negative")
+        limit = min(max(limit, 1) if limit else 100, 1000)
+        now = self.clock()
+        cutoff = now - timedelta(seconds=older_than_seconds)
+        t, st = transactions, stakes
+        base = (st.c.client == client, st.c.state == "open", t.c.created_at <= cutoff)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t).join(st, st.c.transaction_pk == t.c.id).where(*base).order_by(t.c.id).limit(limit)
+            ).all()
+            sums = conn.execute(
+                select(st.c.currency, func.count().label("n"), func.sum(st.c.amount).label("total"))
+                .join(t, st.c.transaction_pk == t.c.id).where(*base).group_by(st.c.currency).order_by(st.c.currency)
+            ).all()
+        views = []
+        for r in rows:
+            tx = repository.tx_from_row(r)
+            views.append(OpenStakeView(transaction_view(self.currencies, tx, "open"),
+                                       max(int((now - tx.created_at).total_seconds()), 0)))
+        totals = [OpenStakeTotal(client, s_.currency, s_.n, self._format(s_.currency, int(s_.total))) for s_ in sums]
+        return OpenStakes(views, totals)
+
+    def system_balances(self, client: str) -> list[SystemBalanceView]:
+        """The client's system accounts (in_play, house, cashier, receivable) in every currency."""
+        check_identifier("client", client)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(accounts.c.currency, accounts.c.kind, accounts.c.balance)
+                .where(accounts.c.client == client, accounts.c.kind != AccountKind.USER)
+                .order_by(accounts.c.currency, accounts.c.kind)
+            ).all()
+        return [SystemBalanceView(client, r.currency, AccountKind(r.kind), self._format(r.currency, r.balance))
+                for r in rows]
+
+    def list_audit(self, client: str, limit: int = 100) -> list[AuditView]:
+        """The client's operator actions, newest first."""
+        check_identifier("client", client)
+        limit = min(max(limit, 1) if limit else 100, 1000)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(audit_log).where(audit_log.c.client == client).order_by(audit_log.c.id.desc()).limit(limit)
+            ).all()
+        return [_audit_view(r) for r in rows]
+
+    def list_clients(self) -> list[str]:
+        """Every client with a wallet in the ledger."""
+        with self._read() as conn:
+            return list(conn.execute(select(accounts.c.client).distinct().order_by(accounts.c.client)).scalars())
+
+    def _format(self, currency: str, minor: int) -> str:
+        scale = self.currencies.get(currency).scale if currency in self.currencies else 0
+        return Currency(currency, scale).format(minor)
 
     # ------------------------------------------------------------------ queries
 
@@ -557,6 +739,26 @@ class Ledger:
         """
         with self._write_lock:
             engine_ping(self.engine)
+
+
+def check_audit(audit: AuditNote | None) -> None:
+    if audit is not None and len(audit.reason) > 512:
+        raise errors.InvalidArgument("reason is longer than 512 characters")
+
+
+def _failure_view(r: Row[Any]) -> SettlementFailureView:
+    return SettlementFailureView(
+        client=r.client, transaction_id=r.transaction_id, settles_transaction_id=r.settles_transaction_id,
+        account=AccountKey(r.client, r.user_id, r.currency), amount=r.amount, reason=r.reason,
+        message=r.message, attempts=r.attempts, first_seen=aware(r.first_seen),
+        last_seen=aware(r.last_seen), resolved_at=aware(r.resolved_at) if r.resolved_at else None,
+        resolution=r.resolution or "", resolved_by=r.resolved_by or "", resolution_note=r.resolution_note or "",
+    )
+
+
+def _audit_view(r: Row[Any]) -> AuditView:
+    return AuditView(id=r.id, at=aware(r.at), client=r.client, actor=r.actor, action=r.action,
+                     transaction_id=r.transaction_id, target=r.target, reason=r.reason, outcome=r.outcome)
 
 
 class ScaleMismatch(RuntimeError):

@@ -16,8 +16,8 @@ from wallet_core.grpc_api.server import create_server, serve_metrics
 from wallet_core.service import Ledger
 from wallet_core.storage.engine import make_engine
 
-TOKENS = {"fanteam": "tok-fanteam", "other": "tok-other", "admin": "tok-admin"}
-TOKEN_SPEC = "tok-fanteam=fanteam;tok-other=other;tok-admin=*"
+TOKENS = {"fanteam": "tok-fanteam", "other": "tok-other", "admin": "tok-admin", "ops": "tok-ops"}
+TOKEN_SPEC = "tok-fanteam=fanteam;tok-other=other;tok-admin=*;ops-desk:tok-ops=*"  # tok-ops: labelled "ops-desk"
 CURRENCIES = {"FUN": 2, "BTC": 8}
 
 
@@ -51,7 +51,8 @@ def running_core(db_url: str, *, group_commit: bool = True, currencies: dict[str
         from wallet_core.tracing import instrument_engine
 
         instrument_engine(engine, tracer_provider)
-    ledger = Ledger(engine, CurrencyRegistry(currencies), group_commit=group_commit)
+    ledger = Ledger(engine, CurrencyRegistry(currencies), group_commit=group_commit,
+                    clawback=config.clawback_policies())
     server, port = create_server(config, ledger, tracer_provider=tracer_provider)
     server.start()
     metrics = serve_metrics(config, server)

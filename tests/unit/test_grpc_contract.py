@@ -25,6 +25,8 @@ DESIGNED = {
     "STAKE_MISMATCH": grpc.StatusCode.FAILED_PRECONDITION, "NOT_CANCELLABLE": grpc.StatusCode.FAILED_PRECONDITION,
     "IDEMPOTENCY_CONFLICT": grpc.StatusCode.ALREADY_EXISTS, "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
     "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    # issue 12: an unsettle or resettle of a stake that is open
+    "NOT_SETTLED": grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -102,3 +102,34 @@ def fence_out(result: domain.FenceResult) -> pb.FenceResponse:
         )
         for r in result.results
     ])
+
+
+def clawback_in(value: int) -> domain.ClawbackPolicy | None:
+    """UNSPECIFIED: None, the client's configured policy."""
+    if value == 0:
+        return None
+    return enum_in(pb.ClawbackPolicy, value, domain.ClawbackPolicy, "clawback")
+
+
+def correction_out(result: domain.CorrectionResult) -> pb.CorrectionResponse:
+    return pb.CorrectionResponse(
+        transaction=transaction_out(result.transaction), replayed=result.replayed,
+        previous_payout=result.previous_payout, taken=result.taken, debt_added=result.debt_added,
+        debt_repaid=result.debt_repaid,
+    )
+
+
+def audit_out(view: domain.AuditView) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=view.id, at=timestamp(view.at), client=view.client, actor=view.actor, action=view.action,
+        transaction_id=view.transaction_id, target=view.target, reason=view.reason, outcome=view.outcome,
+    )
+
+
+def lookup_out(found: domain.TransactionLookup) -> pb.LookupTransactionResponse:
+    return pb.LookupTransactionResponse(
+        transaction=transaction_out(found.transaction) if found.transaction is not None else None,
+        related=[transaction_out(t) for t in found.related],
+        failures=[failure_out(f) for f in found.failures],
+        audit=[audit_out(a) for a in found.audit],
+    )

@@ -28,6 +28,7 @@ STATUS: dict[type[errors.WalletError], grpc.StatusCode] = {
     errors.CurrencyMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     errors.StakeMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     errors.NotCancellable: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.NotSettled: grpc.StatusCode.FAILED_PRECONDITION,
     errors.IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,

@@ -18,14 +18,34 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import TextClause
 
-from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, FenceCall, Stake, Tx, Wallet
+from wallet_core.book import (
+    Book,
+    CancelCall,
+    CorrectionCall,
+    CreditCall,
+    DebitCall,
+    Failure,
+    FenceCall,
+    Stake,
+    Tx,
+    Wallet,
+)
 from wallet_core.currencies import Currency
 from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
 from wallet_core.money import MAX_MINOR
-from wallet_core.storage.schema import accounts, currencies, entries, settlement_failures, stakes, transactions
+from wallet_core.storage.schema import (
+    accounts,
+    audit_log,
+    currencies,
+    entries,
+    settlement_failures,
+    stakes,
+    transactions,
+)
 
 
-def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall]) -> None:
+def load(conn: Connection, book: Book,
+         calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall]) -> None:
     """Fill `book` with every row the calls name; lock the wallets and the stakes they may change."""
     names: set[tuple[str, str]] = set()
     keys: set[AccountKey] = set()
@@ -43,6 +63,9 @@ def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | 
                 closing.add((cmd.account.client, cmd.settles_transaction_id))
         elif isinstance(call, FenceCall):  # reads only: a fence changes no wallet and closes no stake
             names.update((call.client, transaction_id) for transaction_id in call.transaction_ids)
+        elif isinstance(call, CorrectionCall):  # its own id, and the settled stake it reopens or re-closes
+            names.update({(call.client, call.transaction_id), (call.client, call.stake_id)})
+            closing.add((call.client, call.stake_id))
         else:
             names.add((call.client, call.transaction_id))
             closing.add((call.client, call.transaction_id))
@@ -102,7 +125,7 @@ def _lock_wallets(conn: Connection, book: Book, keys: Iterable[AccountKey]) -> N
     )
     for row in conn.execute(query):
         key = AccountKey(row.client, row.user_id, row.currency)
-        book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance)
+        book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance, row.debt, row.debt)
 
 
 def _system_balances(conn: Connection, book: Book) -> None:
@@ -156,26 +179,38 @@ def write(conn: Connection, book: Book) -> None:
              "amount": s.amount, "state": s.state, "closed_by_pk": s.closed_by.pk if s.closed_by else None}
             for s in book.new_stakes
         ])
+    for stake, previous in book.corrected_stakes:
+        if stake.is_new or any(s is stake for s in book.closed_stakes):
+            continue  # written whole by the insert or by the closing update below
+        done = conn.execute(
+            update(stakes)
+            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.closed_by_pk == previous.pk)
+            .values(state=stake.state, closed_by_pk=stake.closed_by.pk if stake.closed_by else None)
+        )
+        if done.rowcount != 1:
+            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was changed by someone else")
     for stake in book.closed_stakes:
-        assert stake.closed_by is not None
         done = conn.execute(
             update(stakes)
             .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
-            .values(state=stake.state, closed_by_pk=stake.closed_by.pk)
+            .values(state=stake.state, closed_by_pk=stake.closed_by.pk if stake.closed_by else None)
         )
         if done.rowcount != 1:
             raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
     changed = sorted(book.changed_wallets(), key=lambda w: w.id)
     if changed and _is_postgres(conn):  # one statement whatever the number of wallets
         conn.execute(
-            text("UPDATE accounts SET balance = v.balance FROM unnest(CAST(:ids AS BIGINT[]), CAST(:balances AS BIGINT[]))"
-                 " AS v(id, balance) WHERE accounts.id = v.id"),
-            {"ids": [w.id for w in changed], "balances": [w.balance for w in changed]},
+            text("UPDATE accounts SET balance = v.balance, debt = v.debt FROM unnest(CAST(:ids AS BIGINT[]),"
+                 " CAST(:balances AS BIGINT[]), CAST(:debts AS BIGINT[])) AS v(id, balance, debt)"
+                 " WHERE accounts.id = v.id"),
+            {"ids": [w.id for w in changed], "balances": [w.balance for w in changed],
+             "debts": [w.debt for w in changed]},
         )
     elif changed:
         conn.execute(
-            update(accounts).where(accounts.c.id == bindparam("wallet_id")).values(balance=bindparam("new_balance")),
-            [{"wallet_id": w.id, "new_balance": w.balance} for w in changed],
+            update(accounts).where(accounts.c.id == bindparam("wallet_id"))
+            .values(balance=bindparam("new_balance"), debt=bindparam("new_debt")),
+            [{"wallet_id": w.id, "new_balance": w.balance, "new_debt": w.debt} for w in changed],
         )
     for account_id in sorted(book.system_deltas):
         delta = book.system_deltas[account_id]
@@ -195,9 +230,11 @@ def write(conn: Connection, book: Book) -> None:
             .where(tuple_(settlement_failures.c.client, settlement_failures.c.transaction_id)
                    .in_(book.resolved_failures))
             .where(settlement_failures.c.resolved_at.is_(None))
-            .values(resolved_at=book.now)
+            .values(resolved_at=book.now, resolution="settled")
         )
     record_failures(conn, book.now, book.failures)
+    if book.audit:
+        _insert(conn, audit_log, [entry.row() for entry in book.audit])
 
 
 def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:
