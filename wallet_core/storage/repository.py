@@ -13,24 +13,38 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import TextClause
 
-from wallet_core.book import Book, CancelCall, CreditCall, DebitCall, Failure, FenceCall, Stake, Tx, Wallet
+from wallet_core.book import (
+    Book,
+    CancelCall,
+    Call,
+    CreditCall,
+    DebitCall,
+    Failure,
+    FenceCall,
+    SettleCall,
+    Stake,
+    Tx,
+    Wallet,
+)
 from wallet_core.currencies import Currency
 from wallet_core.domain import AccountKey, AccountKind, Purpose, TxStatus
 from wallet_core.money import MAX_MINOR
 from wallet_core.storage.schema import accounts, currencies, entries, settlement_failures, stakes, transactions
 
 
-def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall]) -> None:
+def load(conn: Connection, book: Book, calls: Sequence[Call]) -> None:
     """Fill `book` with every row the calls name; lock the wallets and the stakes they may change."""
     names: set[tuple[str, str]] = set()
     keys: set[AccountKey] = set()
     closing: set[tuple[str, str]] = set()  # stakes a payout or a cancel may close
-    for call in calls:
+    flat = [c for call in calls for c in (call.credits() if isinstance(call, SettleCall) else [call])]
+    _lock_and_load_groups(conn, book, {c.group for c in flat if isinstance(c, CreditCall) and c.group is not None})
+    for call in flat:
         if isinstance(call, DebitCall):
             names.update((call.client, item.transaction_id) for item, _, _ in call.items)
             keys.update(item.account for item, _, _ in call.items)
@@ -79,6 +93,34 @@ def load(conn: Connection, book: Book, calls: Sequence[DebitCall | CreditCall | 
         tx = txs[s.transaction_pk]
         tx.stake = Stake(tx, s.client, s.currency, s.account_id, s.amount, s.state,
                          closed_by=closed_by.get(s.closed_by_pk) if s.closed_by_pk else None)
+
+
+def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, str, str]]) -> None:
+    """The applied payouts' total of each capped group (client, currency, reference).
+
+    Taken first of all the batch's locks: on PostgreSQL one transaction-scoped advisory lock per
+    group, in sorted order, so that two batches paying into one group are judged one after the
+    other (READ COMMITTED: the sum read after the lock sees the other's commit). SQLite has one
+    writer at a time anyway."""
+    if not groups:
+        return
+    ordered = sorted(groups)
+    if _is_postgres(conn):
+        for client, currency, reference in ordered:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 12))"),
+                         {"key": f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}"})
+    book.group_paid.update({group: 0 for group in ordered})
+    query = (
+        select(transactions.c.client, transactions.c.currency, transactions.c.reference,
+               func.sum(transactions.c.amount).label("paid"))
+        .where(tuple_(transactions.c.client, transactions.c.reference).in_(sorted({(c, r) for c, _, r in ordered})))
+        .where(transactions.c.purpose == Purpose.PAYOUT, transactions.c.status == TxStatus.APPLIED)
+        .group_by(transactions.c.client, transactions.c.currency, transactions.c.reference)
+    )
+    for row in conn.execute(query):
+        group = (row.client, row.currency, row.reference)
+        if group in book.group_paid:
+            book.group_paid[group] = int(row.paid)
 
 
 def _transactions(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
