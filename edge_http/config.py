@@ -39,7 +39,8 @@ class EdgeSettings(BaseSettings):
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
     edge_winners_deadline: float = Field(default=3.0, gt=0)
-    edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    # SettleBatch calls (of up to 100 payouts each) in flight at once for one /winners callback
+    edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
     insecure_no_auth: bool = False
 
     @field_validator("http_addr", "core_addr")

@@ -43,25 +43,38 @@ def load(conn: Connection, book: Book, calls: Sequence[Call]) -> None:
     keys: set[AccountKey] = set()
     closing: set[tuple[str, str]] = set()  # stakes a payout or a cancel may close
     flat = [c for call in calls for c in (call.credits() if isinstance(call, SettleCall) else [call])]
-    _lock_and_load_groups(conn, book, {c.group for c in flat if isinstance(c, CreditCall) and c.group is not None})
     for call in flat:
         if isinstance(call, DebitCall):
             names.update((call.client, item.transaction_id) for item, _, _ in call.items)
-            keys.update(item.account for item, _, _ in call.items)
         elif isinstance(call, CreditCall):
-            cmd = call.command
-            names.add((cmd.account.client, cmd.transaction_id))
-            keys.add(cmd.account)
-            if cmd.purpose == Purpose.PAYOUT:
-                names.add((cmd.account.client, cmd.settles_transaction_id))
-                closing.add((cmd.account.client, cmd.settles_transaction_id))
+            names.add((call.command.account.client, call.command.transaction_id))
+            if call.command.purpose == Purpose.PAYOUT:
+                names.add((call.command.account.client, call.command.settles_transaction_id))
         elif isinstance(call, FenceCall):  # reads only: a fence changes no wallet and closes no stake
             names.update((call.client, transaction_id) for transaction_id in call.transaction_ids)
         else:
             names.add((call.client, call.transaction_id))
-            closing.add((call.client, call.transaction_id))
-
     rows = _transactions(conn, names)
+    # a credit whose id is already used is a replay or a conflict: judged on its stored row, it
+    # changes nothing, so it locks nothing (a redelivered /winners replays cheaply)
+    used = {(row.client, row.transaction_id) for row in rows}
+
+    fresh: list[CreditCall] = []
+    for call in flat:
+        if isinstance(call, DebitCall):
+            keys.update(item.account for item, _, _ in call.items)
+        elif isinstance(call, CreditCall):
+            cmd = call.command
+            if (cmd.account.client, cmd.transaction_id) in used:
+                continue
+            fresh.append(call)
+            keys.add(cmd.account)
+            if cmd.purpose == Purpose.PAYOUT:
+                closing.add((cmd.account.client, cmd.settles_transaction_id))
+        elif not isinstance(call, FenceCall):
+            closing.add((call.client, call.transaction_id))
+    _lock_and_load_groups(conn, book, {c.group for c in fresh if c.group is not None})
+
     for row in rows:
         if row.transaction_id in (None, ""):
             continue
@@ -98,17 +111,19 @@ def load(conn: Connection, book: Book, calls: Sequence[Call]) -> None:
 def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, str, str]]) -> None:
     """The applied payouts' total of each capped group (client, currency, reference).
 
-    Taken first of all the batch's locks: on PostgreSQL one transaction-scoped advisory lock per
+    Taken before any other lock of the batch: on PostgreSQL one transaction-scoped advisory lock per
     group, in sorted order, so that two batches paying into one group are judged one after the
     other (READ COMMITTED: the sum read after the lock sees the other's commit). SQLite has one
     writer at a time anyway."""
     if not groups:
         return
     ordered = sorted(groups)
-    if _is_postgres(conn):
-        for client, currency, reference in ordered:
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 12))"),
-                         {"key": f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}"})
+    if _is_postgres(conn):  # one statement; the locks in ascending key order, whatever the groups
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(s.key) FROM (SELECT DISTINCT hashtextextended(k, 12) AS key"
+                 " FROM unnest(CAST(:groups AS TEXT[])) AS k ORDER BY key) AS s"),
+            {"groups": [f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}" for client, currency, reference in ordered]},
+        )
     book.group_paid.update({group: 0 for group in ordered})
     query = (
         select(transactions.c.client, transactions.c.currency, transactions.c.reference,
@@ -198,15 +213,7 @@ def write(conn: Connection, book: Book) -> None:
              "amount": s.amount, "state": s.state, "closed_by_pk": s.closed_by.pk if s.closed_by else None}
             for s in book.new_stakes
         ])
-    for stake in book.closed_stakes:
-        assert stake.closed_by is not None
-        done = conn.execute(
-            update(stakes)
-            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
-            .values(state=stake.state, closed_by_pk=stake.closed_by.pk)
-        )
-        if done.rowcount != 1:
-            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
+    _close_stakes(conn, book.closed_stakes)
     changed = sorted(book.changed_wallets(), key=lambda w: w.id)
     if changed and _is_postgres(conn):  # one statement whatever the number of wallets
         conn.execute(
@@ -240,6 +247,32 @@ def write(conn: Connection, book: Book) -> None:
             .values(resolved_at=book.now)
         )
     record_failures(conn, book.now, book.failures)
+
+
+def _close_stakes(conn: Connection, closed: list[Stake]) -> None:
+    """Close the stakes the batch settled or cancelled, each only if it is still open."""
+    for stake in closed:
+        assert stake.closed_by is not None
+    if len(closed) > 1 and _is_postgres(conn):  # one statement for a batch of settlements (SettleBatch)
+        done = conn.execute(
+            text("UPDATE stakes SET state = v.state, closed_by_pk = v.closed_by_pk"
+                 " FROM unnest(CAST(:pks AS BIGINT[]), CAST(:states AS VARCHAR[]), CAST(:closers AS BIGINT[]))"
+                 " AS v(pk, state, closed_by_pk) WHERE stakes.transaction_pk = v.pk AND stakes.state = 'open'"),
+            {"pks": [s.tx.pk for s in closed], "states": [str(s.state) for s in closed],
+             "closers": [s.closed_by.pk for s in closed if s.closed_by is not None]},
+        )
+        if done.rowcount != len(closed):
+            raise ConcurrentChange(f"{len(closed) - done.rowcount} of {len(closed)} stakes were closed by someone else")
+        return
+    for stake in closed:
+        assert stake.closed_by is not None
+        done = conn.execute(
+            update(stakes)
+            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
+            .values(state=stake.state, closed_by_pk=stake.closed_by.pk)
+        )
+        if done.rowcount != 1:
+            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
 
 
 def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:
