@@ -39,7 +39,7 @@ class EdgeSettings(BaseSettings):
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
     edge_winners_deadline: float = Field(default=3.0, gt=0)
-    # SettleBatch calls (of up to 100 payouts each) in flight at once for one /winners callback
+    # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
     edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
     insecure_no_auth: bool = False
 

@@ -70,6 +70,7 @@ from wallet_core.domain import (
     Purpose,
     SettleItem,
     SettlementFailureView,
+    TxStatus,
     TransactionPage,
     check_identifier,
     check_reference,
@@ -231,9 +232,31 @@ class Ledger:
             except errors.WalletError as refusal:
                 self._note_settlement_failure(item.command, refusal)
                 calls.append(refusal)
-        if not any(isinstance(call, CreditCall) for call in calls):
-            return calls
-        return self._submit(SettleCall(calls))  # type: ignore[return-value]
+        outcomes: list[SettleOutcome] = list(calls)  # type: ignore[arg-type]
+        pending = self._replays(calls, outcomes)
+        if pending:
+            settled = self._submit(SettleCall([calls[n] for n in pending]))
+            for n, outcome in zip(pending, settled, strict=True):  # type: ignore[arg-type]
+                outcomes[n] = outcome
+        return outcomes
+
+    def _replays(self, calls: list[CreditCall | errors.WalletError], outcomes: list[SettleOutcome]) -> list[int]:
+        """Answer from one read the items settled before with the same content (an applied payout never
+        changes); the positions of the rest, which go to a batch. A redelivered /winners costs one SELECT."""
+        credits = {n: call for n, call in enumerate(calls) if isinstance(call, CreditCall)}
+        if not credits:
+            return []
+        names = {(c.command.account.client, c.command.transaction_id) for c in credits.values()}
+        with self._read() as conn:
+            found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, repository.transactions_named(conn, names))}
+        pending = []
+        for n, call in credits.items():
+            tx = found.get((call.command.account.client, call.command.transaction_id))
+            if tx is not None and tx.request_hash == call.request_hash and tx.status == TxStatus.APPLIED:
+                outcomes[n] = CreditResult(transaction_view(self.currencies, tx), replayed=True)
+            else:
+                pending.append(n)
+        return pending
 
     def _settle_call(self, item: SettleItem) -> CreditCall:
         command = item.command

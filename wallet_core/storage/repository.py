@@ -138,6 +138,11 @@ def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, s
             book.group_paid[group] = int(row.paid)
 
 
+def transactions_named(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
+    """The rows of these (client, transaction id) pairs, read without locks."""
+    return _transactions(conn, names)
+
+
 def _transactions(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
     if not names:
         return []
