@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,8 +19,11 @@ from edge_http.config import EdgeSettings
 from tests.e2e.conftest import ALICE
 from tests.e2e.test_winners import place
 from tests.support.betflex import bet, winner, winners
-from tests.support.db import dump
-from tests.support.servers import Core
+from tests.support.db import assert_reconciled, dump
+from tests.support.processes import EDGE_TOKEN, CoreProcess
+from tests.support.processes import running_edge as running_edge_process
+from tests.support.servers import TOKENS, Core
+from wallet_core.storage.engine import make_engine
 
 JSON = {"Content-Type": "application/json"}
 
@@ -124,32 +128,43 @@ def stake_all(wallet: WalletClient, bets: list[tuple[int, str, int, str]]) -> No
         ], timeout=30)
 
 
-def test_the_largest_callback_the_body_cap_allows_settles_within_two_deliveries(
-    http: httpx.Client, wallet: WalletClient,
-) -> None:
+def test_the_largest_callback_the_body_cap_allows_settles_within_two_deliveries(db_url: str, tmp_path: Path) -> None:
+    """The core and the edge as deployed, each its own process (in one process they would share one GIL
+    with each other and with this test, which is not how betflex meets them)."""
     cap = EdgeSettings().edge_max_body_bytes
     body, bets = largest_callback(cap)
     assert len(body) <= cap < len(callback(len(bets) + 1)[0]) and len(bets) > 4000, (len(body), len(bets))
-    stake_all(wallet, bets)
+    core = CoreProcess(db_url, tmp_path / "core.log")
+    core.start()
+    try:
+        with running_edge_process(core.target, TOKENS["fanteam"], tmp_path / "edge.log") as edge, \
+                WalletClient(core.target, token=TOKENS["admin"], timeout=60) as wallet, \
+                httpx.Client(base_url=edge.url, headers={"Authorization": f"Bearer {EDGE_TOKEN}"}, timeout=60) as http:
+            stake_all(wallet, bets)
+            statuses = []
+            for _ in range(2):
+                response = http.post("/winners", content=body, headers=JSON)
+                statuses.append(response.status_code)
+                if response.status_code == 200:
+                    break
+                # a delivery that runs out of time says so (503); nothing else may fail
+                assert response.status_code == 503, response.text[:500]
+                assert {f["reason"] for f in response.json()["failed"]} == {"wallet_unavailable"}
+            assert statuses[-1] == 200, statuses
+            assert sorted(response.json()["settled"]) == [uid for uid, _, _, _ in bets]
 
-    statuses = []
-    for _ in range(2):
-        response = http.post("/winners", content=body, headers=JSON, timeout=60)
-        statuses.append(response.status_code)
-        if response.status_code == 200:
-            break
-        # a delivery that runs out of time says so (503); nothing else may fail
-        assert response.status_code == 503, response.text[:500]
-        assert {f["reason"] for f in response.json()["failed"]} == {"wallet_unavailable"}
-    assert statuses[-1] == 200, statuses
-    assert sorted(response.json()["settled"]) == [uid for uid, _, _, _ in bets]
-
-    won: dict[str, Decimal] = {}
-    for _, user, _, payout in bets:
-        won[user] = won.get(user, Decimal(0)) + Decimal(payout) - 1
-    for user, delta in won.items():
-        assert wallet.get_balance(AccountRef("fanteam", user, "EUR")).balance == Decimal("1000.00") + delta
-    # one more delivery replays every bet and moves nothing
-    again = http.post("/winners", content=body, headers=JSON, timeout=60)
-    assert again.status_code == 200
-    assert wallet.list_settlement_failures("fanteam") == []
+            won: dict[str, Decimal] = {}
+            for _, user, _, payout in bets:
+                won[user] = won.get(user, Decimal(0)) + Decimal(payout) - 1
+            for user, delta in won.items():
+                assert wallet.get_balance(AccountRef("fanteam", user, "EUR")).balance == Decimal("1000.00") + delta
+            # one more delivery replays every bet and moves nothing
+            assert http.post("/winners", content=body, headers=JSON).status_code == 200
+            assert wallet.list_settlement_failures("fanteam") == []
+    finally:
+        core.stop()
+    engine = make_engine(db_url, create=False)
+    try:
+        assert_reconciled(engine)
+    finally:
+        engine.dispose()
