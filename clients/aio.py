@@ -80,6 +80,10 @@ class AsyncWalletClient:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
         return await self._do(spec, timeout)  # type: ignore[no-any-return]
 
+    async def settle_batch(self, items: Sequence[m.SettleItem], *, timeout: float | None = None) -> list[m.SettleResult]:
+        """Settle many stakes, each payout on its own, in one core transaction (see the SettleBatch RPC)."""
+        return await self._do(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
+
     async def cancel(self, client: str, transaction_id: str, *, reference: str = "",
                timeout: float | None = None) -> m.CancelResult:
         return await self._do(c.cancel(client, transaction_id, reference), timeout)  # type: ignore[no-any-return]

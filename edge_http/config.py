@@ -40,7 +40,8 @@ class EdgeSettings(BaseSettings):
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
     edge_winners_deadline: float = Field(default=3.0, gt=0)
-    edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
+    edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
     insecure_no_auth: bool = False

@@ -81,6 +81,7 @@ class WinnersBet(msgspec.Struct):
     uid: Uid
     currency: str
     payout: str
+    amount: str  # the stake betflex says it took: the core refuses a payout naming another (stake_mismatch)
 
 
 class WinnerEntry(msgspec.Struct):
@@ -89,6 +90,7 @@ class WinnerEntry(msgspec.Struct):
 
 
 class WinnersPool(msgspec.Struct):
+    overdraw: str  # the pool's total payout: the core refuses payouts of the pool beyond it
     uid: Uid | None = None
     client: Client | None = None  # checked against the token's clients (edge_http.tenants)
 

@@ -63,7 +63,7 @@ def winner(**over: object) -> dict[str, object]:
 
 
 def winners(*entries: object) -> bytes:
-    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN"}, "bets": list(entries)}]}).encode()
+    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN", "overdraw": "2.00"}, "bets": list(entries)}]}).encode()
 
 
 NESTED = b'{"bets": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -312,6 +312,13 @@ RPC_CORPUS: list[tuple[str, object, str]] = [
     ("Debit", pb.DebitRequest(items=[item(transaction_id="")]), "INVALID_ARGUMENT"),
     ("Debit", pb.DebitRequest(items=[item(reference="r" * 100_000)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="1e309"), "INVALID_AMOUNT"),
+    # SettleBatch: what concerns the whole call refuses it (each item's own faults are per item)
+    ("SettleBatch", pb.SettleBatchRequest(), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id="p", account=ACCOUNT, amount="1", settles_transaction_id="s")] * 2), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id=f"p{n}", account=ACCOUNT, amount="1", settles_transaction_id="s")
+        for n in range(501)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="-0"), "INVALID_AMOUNT"),
     ("Credit", credit(purpose=pb.PURPOSE_STAKE), "INVALID_ARGUMENT"),
     ("Credit", credit(purpose=77), "INVALID_ARGUMENT"),

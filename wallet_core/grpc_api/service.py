@@ -93,6 +93,12 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
         return self._call(context, lambda: [request.account.client], work)
 
+    def SettleBatch(self, request: pb.SettleBatchRequest, context: grpc.ServicerContext) -> pb.SettleBatchResponse:
+        return self._call(
+            context, lambda: sorted({item.account.client for item in request.items}),
+            lambda: convert.settle_out(request, self.ledger.settle(convert.settle_items_in(request))),
+        )
+
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
         def work() -> pb.CancelResponse:
             result = self.ledger.cancel(request.client, request.transaction_id, request.reference,
