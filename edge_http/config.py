@@ -39,7 +39,8 @@ class EdgeSettings(BaseSettings):
         default=3.0, gt=0, validation_alias=AliasChoices("wallet_edge_fence_deadline", "wallet_edge_cancel_deadline",
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
-    edge_winners_deadline: float = Field(default=3.0, gt=0)
+    # no player waits on a settlement: a callback as large as the body cap allows needs a few seconds
+    edge_winners_deadline: float = Field(default=10.0, gt=0)
     # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
     edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
