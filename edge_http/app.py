@@ -77,6 +77,7 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     settler = Settler(
         client, metrics,
         deadline=settings.edge_winners_deadline, concurrency=settings.edge_settle_concurrency,
+        auto_resettle=settings.auto_resettle_clients(),
         # a SettleBatch attempt may use the callback's whole time: cutting it short only makes the
         # core do the same payouts again behind the first attempt (they are idempotent, not free)
         calls=dataclasses.replace(calls, attempt_timeout=max(settings.edge_core_attempt_timeout,

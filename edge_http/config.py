@@ -43,6 +43,8 @@ class EdgeSettings(BaseSettings):
     edge_winners_deadline: float = Field(default=10.0, gt=0)
     # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
     edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
+    # clients whose /winners may correct a settled bet's payout (a resettle) instead of a settlement_conflict
+    edge_auto_resettle: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
     insecure_no_auth: bool = False
@@ -73,6 +75,10 @@ class EdgeSettings(BaseSettings):
     def _networks(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    def auto_resettle_clients(self) -> frozenset[str]:
+        """`edge_auto_resettle` as a set of clients ("*": every client)."""
+        return frozenset(c.strip() for c in self.edge_auto_resettle.split(",") if c.strip())
 
     def listen(self) -> tuple[str, int]:
         """`http_addr` as (host, port); IPv6 hosts may be written in brackets."""

@@ -17,6 +17,7 @@ from clients import (
     Account,
     AccountRef,
     AsyncWalletClient,
+    CorrectionResult,
     CreditResult,
     DebitItem,
     DebitResult,
@@ -86,6 +87,13 @@ class LazyWallet:
 
     async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
         return await self._get().settle_batch(items, timeout=timeout)
+
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> CorrectionResult:
+        return await self._get().resettle(client, transaction_id, settles_transaction_id, amount, reason=reason,
+                                          reference=reference, timeout=timeout)
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._get().get_balance(account, timeout=timeout)

@@ -35,6 +35,7 @@ from clients.errors import (
 )
 
 WALLET_UNAVAILABLE = "wallet_unavailable"
+SETTLEMENT_CONFLICT = "settlement_conflict"
 
 
 class EdgeCallFailed(WalletError):

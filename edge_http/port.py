@@ -15,6 +15,7 @@ from typing import Protocol
 from clients import (
     Account,
     AccountRef,
+    CorrectionResult,
     CreditResult,
     DebitItem,
     DebitResult,
@@ -38,6 +39,11 @@ class WalletPort(Protocol):
     ) -> CreditResult: ...
 
     async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]: ...
+
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> CorrectionResult: ...
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account: ...
 

@@ -27,7 +27,7 @@ from clients import AccountRef, SettleItem, SettleResult
 from clients.errors import WalletError
 
 from edge_http import errors
-from edge_http.betflex import payout_id, pool_reference, stake_id
+from edge_http.betflex import payout_id, pool_reference, resettle_id, stake_id
 from edge_http.metrics import EdgeMetrics
 from edge_http.port import WalletPort
 from edge_http.retry import CallPolicy
@@ -73,7 +73,7 @@ class Payout:
 class Settler:
     def __init__(
         self, wallet: WalletPort, metrics: EdgeMetrics, *, deadline: float, calls: CallPolicy, concurrency: int = 16,
-        chunk: int = CHUNK,
+        chunk: int = CHUNK, auto_resettle: frozenset[str] = frozenset(),
     ) -> None:
         self._wallet = wallet
         self._metrics = metrics
@@ -81,6 +81,7 @@ class Settler:
         self._calls = calls
         self._concurrency = concurrency
         self._chunk = chunk
+        self._auto_resettle = auto_resettle
 
     async def settle(self, body: WinnersBody) -> Settlement:
         deadline = self._calls.now() + self._deadline
@@ -158,6 +159,29 @@ class Settler:
             if result.error is None:
                 outcomes.append(None)
                 continue
+            if errors.winners_reason(result.error) == errors.SETTLEMENT_CONFLICT and self._resettles(payout):
+                outcomes.append(await self._resettle(payout, deadline))
+                continue
             errors.note_core_error(self._metrics, result.error, "SettleBatch", f"bet {payout.bet_uid}")
             outcomes.append(FailedBet(payout.bet_uid, errors.winners_reason(result.error), errors.message_of(result.error)))
         return outcomes
+
+    def _resettles(self, payout: Payout) -> bool:
+        client = payout.item.account.client
+        return client in self._auto_resettle or "*" in self._auto_resettle
+
+    async def _resettle(self, payout: Payout, deadline: float) -> FailedBet | None:
+        """The bet is settled with another payout and its client lets betflex correct it: resettle to this one."""
+        item = payout.item
+        client = item.account.client
+        try:
+            await self._calls.until(deadline, lambda timeout: self._wallet.resettle(
+                client, resettle_id(client, payout.bet_uid, str(item.amount)), item.settles_transaction_id,
+                item.amount, reason="betflex /winners with another payout (WALLET_EDGE_AUTO_RESETTLE)",
+                reference=item.reference, timeout=timeout,
+            ))
+        except WalletError as error:
+            errors.note_core_error(self._metrics, error, "Resettle", f"bet {payout.bet_uid}")
+            return FailedBet(payout.bet_uid, errors.winners_reason(error), errors.message_of(error))
+        log.info("bet %s of client %r resettled to %s (WALLET_EDGE_AUTO_RESETTLE)", payout.bet_uid, client, item.amount)
+        return None

@@ -6,11 +6,12 @@ from decimal import Decimal
 
 import httpx
 
-from clients import StakeState, WalletClient
+from clients import Purpose, StakeState, WalletClient
 from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE, BOB
 from tests.support.db import dump
 from tests.support.servers import Core
+from tests.support.stack import running_edge
 
 
 def place(http: httpx.Client, *slips: dict[str, object]) -> None:
@@ -104,3 +105,31 @@ def test_a_malformed_winners_body_is_a_400_naming_the_field(http: httpx.Client, 
     response = http.post("/winners", json=body)
     assert response.status_code == 400
     assert "payout" in response.json()["message"]
+
+
+def test_a_new_payout_for_a_settled_bet_is_a_conflict_kept_for_operators_by_default(
+    http: httpx.Client, funded: WalletClient
+) -> None:
+    place(http, bet(1, "10.00"))
+    assert http.post("/winners", json=winners(winner(1, "10.00", "30.00"))).status_code == 200
+    corrected = http.post("/winners", json=winners(winner(1, "10.00", "12.00")))
+    assert corrected.status_code == 422, corrected.text
+    assert [f["reason"] for f in corrected.json()["failed"]] == ["settlement_conflict"]
+    assert funded.get_balance(ALICE).balance == Decimal("120.00")  # the first settlement stands
+    queue = funded.list_settlement_failures("fanteam")
+    assert [(f.transaction_id, f.amount) for f in queue] == [("betflex:fanteam:payout:1", "12.00")]
+
+
+def test_a_client_may_let_betflex_correct_a_settled_payout(funded: WalletClient, core: Core) -> None:
+    """WALLET_EDGE_AUTO_RESETTLE: a /winners with another payout resettles the bet (issue 12), once."""
+    with running_edge(core.target, edge_auto_resettle="fanteam") as edge, edge.client() as http:
+        place(http, bet(1, "10.00"))
+        assert http.post("/winners", json=winners(winner(1, "10.00", "30.00"))).status_code == 200
+        assert funded.get_balance(ALICE).balance == Decimal("120.00")
+        for _ in range(2):  # the corrected callback, delivered twice: resettled once
+            corrected = http.post("/winners", json=winners(winner(1, "10.00", "12.00")))
+            assert corrected.status_code == 200, corrected.text
+            assert corrected.json()["settled"] == [1]
+        assert funded.get_balance(ALICE).balance == Decimal("102.00")
+        purposes = [t.purpose for t in funded.list_transactions(ALICE).transactions]
+        assert purposes.count(Purpose.RESETTLE) == 1

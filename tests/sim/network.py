@@ -158,6 +158,13 @@ class SimCore:
     async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
         return await self._rpc(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
 
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> Any:
+        spec = c.resettle(client, transaction_id, settles_transaction_id, amount, reason, reference, None)
+        return await self._rpc(spec, timeout)
+
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._rpc(c.get_balance(account), timeout)  # type: ignore[no-any-return]
 
