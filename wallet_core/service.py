@@ -66,6 +66,7 @@ from wallet_core.domain import (
     DebitResult,
     FenceResult,
     Purpose,
+    SettlementFailurePage,
     SettlementFailureView,
     TransactionPage,
     check_identifier,
@@ -356,21 +357,32 @@ class Ledger:
         return TransactionPage([transaction_view(self.currencies, repository.tx_from_row(r), r.stake_state) for r in rows], token)
 
     def list_settlement_failures(
-        self, client: str, include_resolved: bool = False, limit: int = 100
-    ) -> list[SettlementFailureView]:
+        self, client: str, include_resolved: bool = False, limit: int = 100, page_token: str = ""
+    ) -> SettlementFailurePage:
+        """One page of a client's refused payouts, newest first by id (when each was first refused).
+
+        Ordered by id, not by last_seen: a payout refused again while an operator pages through
+        must neither skip nor repeat a row.
+        """
         check_identifier("client", client)
         limit = min(max(limit, 1) if limit else 100, 1000)
+        before = _decode_page_token(page_token)
         query = (
             select(settlement_failures)
             .where(settlement_failures.c.client == client)
-            .order_by(settlement_failures.c.last_seen.desc(), settlement_failures.c.id.desc())
-            .limit(limit)
+            .order_by(settlement_failures.c.id.desc())
+            .limit(limit + 1)
         )
         if not include_resolved:
             query = query.where(settlement_failures.c.resolved_at.is_(None))
+        if before is not None:
+            query = query.where(settlement_failures.c.id < before)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token = _encode_page_token(rows[-1].id) if more else ""
+        return SettlementFailurePage([
             SettlementFailureView(
                 client=r.client, transaction_id=r.transaction_id, settles_transaction_id=r.settles_transaction_id,
                 account=AccountKey(r.client, r.user_id, r.currency), amount=r.amount, reason=r.reason,
@@ -378,7 +390,7 @@ class Ledger:
                 last_seen=aware(r.last_seen), resolved_at=aware(r.resolved_at) if r.resolved_at else None,
             )
             for r in rows
-        ]
+        ], token)
 
     # ------------------------------------------------------------------ queries
 
