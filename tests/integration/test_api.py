@@ -6,6 +6,7 @@ Every test ends with `wallet reconcile`'s checks on its database (the `core` fix
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import grpc
@@ -322,6 +323,27 @@ def test_settlement_failures_come_in_pages_that_neither_skip_nor_repeat(funded: 
     assert [f.transaction_id for f in with_resolved.failures] == ["pay-4", "pay-3"]
     with pytest.raises(InvalidArgument):
         funded.list_settlement_failures("fanteam", page_token="not-a-token")
+
+
+def test_the_asyncio_client_pages_settlement_failures_too(funded: WalletClient, core: Core) -> None:
+    from clients import AsyncWalletClient
+    from tests.support.servers import TOKENS
+
+    for n in range(3):
+        with pytest.raises(StakeNotFound):
+            funded.payout(f"pay-{n}", ALICE, "1.00", f"no-bet-{n}")
+
+    async def pages() -> list[list[str]]:
+        found, token = [], ""
+        async with AsyncWalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as client:
+            while True:
+                page = await client.list_settlement_failures("fanteam", limit=2, page_token=token)
+                found.append([f.transaction_id for f in page.failures])
+                token = page.next_page_token
+                if not token:
+                    return found
+
+    assert asyncio.run(pages()) == [["pay-2", "pay-1"], ["pay-0"]]
 
 
 # ------------------------------------------------------------------ tenants
