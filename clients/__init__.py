@@ -10,6 +10,7 @@ and is retried with backoff on UNAVAILABLE, which is safe because every call is 
 The generated stubs are `clients.wallet.v1.wallet_pb2` and `wallet_pb2_grpc`.
 """
 
+from clients._channel import call_metadata
 from clients.aio import AsyncWalletClient
 from clients.models import (
     Account,
@@ -17,6 +18,8 @@ from clients.models import (
     AccountStatus,
     CancelOutcome,
     CancelResult,
+    ClawbackPolicy,
+    CorrectionResult,
     CreditResult,
     DebitItem,
     DebitResult,
@@ -24,6 +27,9 @@ from clients.models import (
     FenceOutcome,
     FenceResult,
     Purpose,
+    Resolution,
+    SettleItem,
+    SettleResult,
     SettlementFailure,
     SettlementFailurePage,
     StakeState,
@@ -40,6 +46,8 @@ __all__ = [
     "AsyncWalletClient",
     "CancelOutcome",
     "CancelResult",
+    "ClawbackPolicy",
+    "CorrectionResult",
     "CreditResult",
     "DebitItem",
     "DebitResult",
@@ -47,11 +55,15 @@ __all__ = [
     "FenceResult",
     "FencedId",
     "Purpose",
+    "Resolution",
+    "SettleItem",
+    "SettleResult",
     "SettlementFailure",
     "SettlementFailurePage",
     "StakeState",
     "Transaction",
     "TransactionPage",
     "TransactionStatus",
+    "call_metadata",
     "WalletClient",
 ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import grpc
@@ -49,6 +51,26 @@ def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     if token is None:
         token = os.environ.get("WALLET_TOKEN", "")
     return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+CALL_METADATA: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("wallet_call_metadata", default=())
+
+
+@contextmanager
+def call_metadata(**pairs: str) -> Iterator[None]:
+    """Send these metadata with every call made in this context (thread or asyncio task), e.g.
+
+        with call_metadata(x_request_id="4bf92f35"):   # sent as `x-request-id`
+            await wallet.debit(items)
+    """
+    keys = {name.replace("_", "-").lower(): value for name, value in pairs.items()}
+    if "authorization" in keys:
+        raise ValueError("the token is the client's `token`, not call metadata")
+    previous = CALL_METADATA.set((*CALL_METADATA.get(), *keys.items()))
+    try:
+        yield
+    finally:
+        CALL_METADATA.reset(previous)
 
 
 def retry_policy(max_attempts: int) -> dict[str, Any]:

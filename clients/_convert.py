@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients import models as m
+from clients.errors import BY_REASON, WalletError
 from clients.wallet.v1 import wallet_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -114,6 +115,27 @@ def credit(transaction_id: str, account_ref: m.AccountRef, value: str | Decimal 
     return "Credit", request, lambda r: m.CreditResult(transaction(r.transaction), r.replayed)
 
 
+def settle_batch(items: Sequence[m.SettleItem]) -> tuple[str, Any, Any]:
+    request = pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id=i.transaction_id, account=ref(i.account), amount=amount(i.amount),
+                      settles_transaction_id=i.settles_transaction_id, reference=i.reference,
+                      stake_amount=amount(i.stake_amount), payout_cap=amount(i.payout_cap))
+        for i in items
+    ])
+
+    def parse(r: pb.SettleBatchResponse) -> list[m.SettleResult]:
+        results = []
+        for x in r.results:
+            if x.reason:
+                error = BY_REASON.get(x.reason, WalletError)(x.message)
+                results.append(m.SettleResult(x.transaction_id, None, x.replayed, error))
+            else:
+                results.append(m.SettleResult(x.transaction_id, transaction(x.transaction), x.replayed, None))
+        return results
+
+    return "SettleBatch", request, parse
+
+
 def cancel(client: str, transaction_id: str, reference: str) -> tuple[str, Any, Any]:
     request = pb.CancelRequest(client=client, transaction_id=transaction_id, reference=reference)
 
@@ -148,3 +170,88 @@ def list_settlement_failures(client: str, include_resolved: bool, limit: int, pa
         client=client, include_resolved=include_resolved, limit=limit, page_token=page_token)
     return "ListSettlementFailures", request, lambda r: m.SettlementFailurePage(
         tuple(failure(f) for f in r.failures), r.next_page_token)
+
+
+# ---------------------------------------------------------------- settlement corrections and operators
+
+REASON_METADATA = "wallet-reason-bin"  # makes a Debit, Credit or Cancel an audited operator action
+
+
+def with_reason(spec: tuple[str, Any, Any], reason: str | None) -> tuple[Any, ...]:
+    """The call with the operator's reason as metadata (None: not an operator action)."""
+    if reason is None:
+        return spec
+    return (*spec, ((REASON_METADATA, reason.encode("utf-8")),))
+
+
+def _money(text: str) -> Decimal:
+    return Decimal(text) if text else Decimal(0)
+
+
+def correction(msg: pb.CorrectionResponse) -> m.CorrectionResult:
+    return m.CorrectionResult(
+        transaction(msg.transaction), msg.replayed, Decimal(msg.previous_payout) if msg.previous_payout else None,
+        _money(msg.taken), _money(msg.debt_added), _money(msg.debt_repaid),
+    )
+
+
+def audit_entry(msg: pb.AuditEntry) -> m.AuditEntry:
+    return m.AuditEntry(msg.id, when(msg.at), msg.client, msg.actor, msg.action, msg.transaction_id, msg.target,
+                        msg.reason, msg.outcome)
+
+
+def _clawback(value: m.ClawbackPolicy | None) -> int:
+    return 0 if value is None else enum_out(pb.ClawbackPolicy, value)
+
+
+def unsettle(client: str, transaction_id: str, settles_transaction_id: str, reason: str, reference: str,
+             clawback: m.ClawbackPolicy | None) -> tuple[str, Any, Any]:
+    request = pb.UnsettleRequest(client=client, transaction_id=transaction_id,
+                                 settles_transaction_id=settles_transaction_id, reference=reference, reason=reason,
+                                 clawback=_clawback(clawback))
+    return "Unsettle", request, correction
+
+
+def resettle(client: str, transaction_id: str, settles_transaction_id: str, value: str | Decimal | int, reason: str,
+             reference: str, clawback: m.ClawbackPolicy | None) -> tuple[str, Any, Any]:
+    request = pb.ResettleRequest(client=client, transaction_id=transaction_id,
+                                 settles_transaction_id=settles_transaction_id, amount=amount(value),
+                                 reference=reference, reason=reason, clawback=_clawback(clawback))
+    return "Resettle", request, correction
+
+
+def lookup_transaction(client: str, transaction_id: str) -> tuple[str, Any, Any]:
+    request = pb.LookupTransactionRequest(client=client, transaction_id=transaction_id)
+    return "LookupTransaction", request, lambda r: m.TransactionLookup(
+        transaction(r.transaction) if r.HasField("transaction") else None,
+        tuple(transaction(t) for t in r.related), tuple(failure(f) for f in r.failures),
+        tuple(audit_entry(a) for a in r.audit))
+
+
+def resolve_settlement_failure(client: str, transaction_id: str, resolution: m.Resolution,
+                               reason: str) -> tuple[str, Any, Any]:
+    request = pb.ResolveSettlementFailureRequest(client=client, transaction_id=transaction_id,
+                                                 resolution=enum_out(pb.Resolution, resolution), reason=reason)
+    return "ResolveSettlementFailure", request, lambda r: m.ResolvedFailure(
+        failure(r.failure), enum_in(pb.Resolution, r.resolution, m.Resolution), r.resolved_by, r.resolution_note)
+
+
+def list_open_stakes(client: str, older_than_seconds: int, limit: int) -> tuple[str, Any, Any]:
+    request = pb.ListOpenStakesRequest(client=client, older_than_seconds=older_than_seconds, limit=limit)
+    return "ListOpenStakes", request, lambda r: m.OpenStakes(
+        tuple(m.OpenStake(transaction(s.stake), s.age_seconds) for s in r.stakes),
+        tuple(m.OpenStakeTotal(t.currency, t.count, Decimal(t.amount)) for t in r.totals))
+
+
+def system_balances(client: str) -> tuple[str, Any, Any]:
+    return "GetSystemBalances", pb.GetSystemBalancesRequest(client=client), lambda r: [
+        m.SystemBalance(b.currency, b.kind, Decimal(b.balance)) for b in r.balances]
+
+
+def list_audit(client: str, limit: int) -> tuple[str, Any, Any]:
+    return "ListAuditEntries", pb.ListAuditEntriesRequest(client=client, limit=limit), lambda r: [
+        audit_entry(a) for a in r.entries]
+
+
+def list_clients() -> tuple[str, Any, Any]:
+    return "ListClients", pb.ListClientsRequest(), lambda r: m.ClientList(tuple(r.clients), r.label)

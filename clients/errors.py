@@ -80,6 +80,10 @@ class NotCancellable(WalletError):
     reason = "NOT_CANCELLABLE"
 
 
+class NotSettled(WalletError):
+    reason = "NOT_SETTLED"
+
+
 class IdempotencyConflict(WalletError):
     reason = "IDEMPOTENCY_CONFLICT"
 
@@ -90,6 +94,14 @@ class Unauthenticated(WalletError):
 
 class PermissionDenied(WalletError):
     reason = "PERMISSION_DENIED"
+
+
+class StakeAmountMismatch(WalletError):
+    reason = "STAKE_AMOUNT_MISMATCH"
+
+
+class PayoutCapExceeded(WalletError):
+    reason = "PAYOUT_CAP_EXCEEDED"
 
 
 class Unavailable(WalletError):
@@ -123,7 +135,8 @@ BY_REASON: dict[str, type[WalletError]] = {
     for cls in (
         InvalidArgument, InvalidAmount, UnknownCurrency, AccountNotFound, StakeNotFound, InsufficientFunds,
         AccountBlocked, AlreadySettled, StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable,
-        IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable,
+        NotSettled, IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable, StakeAmountMismatch,
+        PayoutCapExceeded,
     )
 }
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from clients.errors import WalletError
+
 
 class Purpose(enum.StrEnum):
     STAKE = "stake"
@@ -19,6 +21,8 @@ class Purpose(enum.StrEnum):
     DEPOSIT = "deposit"
     ADJUSTMENT = "adjustment"
     CANCEL = "cancel"
+    UNSETTLE = "unsettle"
+    RESETTLE = "resettle"
 
 
 class AccountStatus(enum.StrEnum):
@@ -103,6 +107,36 @@ class CreditResult:
 
 
 @dataclass(frozen=True)
+class SettleItem:
+    """One payout of `settle_batch`: settles the stake `settles_transaction_id` with `amount` (may be 0).
+
+    `stake_amount`: the stake you believe was taken (refused with StakeAmountMismatch if not);
+    `payout_cap`: the most that all applied payouts with this `reference` may total (PayoutCapExceeded)."""
+
+    transaction_id: str
+    account: AccountRef
+    amount: str | Decimal | int
+    settles_transaction_id: str
+    reference: str = ""
+    stake_amount: str | Decimal | int = ""
+    payout_cap: str | Decimal | int = ""
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    """What became of one item: settled (`transaction`, now or earlier when `replayed`) or `error`."""
+
+    transaction_id: str
+    transaction: Transaction | None
+    replayed: bool
+    error: WalletError | None
+
+    @property
+    def settled(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class CancelResult:
     outcome: CancelOutcome
     transaction: Transaction
@@ -150,3 +184,88 @@ class SettlementFailure:
     first_seen: datetime
     last_seen: datetime
     resolved_at: datetime | None
+
+
+# ---- settlement corrections and the operator's side
+
+
+class ClawbackPolicy(enum.StrEnum):
+    REFUSE = "refuse"  # refuse a clawback the wallet cannot cover (INSUFFICIENT_FUNDS, kept for operators)
+    DEBT = "debt"  # take what the wallet holds, record the rest as the player's debt
+
+
+class Resolution(enum.StrEnum):
+    SETTLED = "settled"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    transaction: Transaction  # purpose UNSETTLE or RESETTLE
+    replayed: bool
+    previous_payout: Decimal | None  # None on a replay
+    taken: Decimal
+    debt_added: Decimal
+    debt_repaid: Decimal
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    client: str
+    actor: str
+    action: str
+    transaction_id: str
+    target: str
+    reason: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class TransactionLookup:
+    transaction: Transaction | None
+    related: tuple[Transaction, ...]
+    failures: tuple[SettlementFailure, ...]
+    audit: tuple[AuditEntry, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedFailure:
+    failure: SettlementFailure
+    resolution: Resolution | None
+    resolved_by: str
+    resolution_note: str
+
+
+@dataclass(frozen=True)
+class OpenStake:
+    stake: Transaction
+    age_seconds: int
+
+
+@dataclass(frozen=True)
+class OpenStakeTotal:
+    currency: str
+    count: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class OpenStakes:
+    stakes: tuple[OpenStake, ...]
+    totals: tuple[OpenStakeTotal, ...]
+
+
+@dataclass(frozen=True)
+class SystemBalance:
+    currency: str
+    kind: str  # in_play, house, cashier, receivable
+    balance: Decimal
+
+
+@dataclass(frozen=True)
+class ClientList:
+    clients: tuple[str, ...]
+    label: str  # the token's label in the audit trail

@@ -8,13 +8,14 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tenacity import Retrying
 
 from clients import _convert as c
 from clients import models as m
-from clients._channel import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
+from clients._channel import CALL_METADATA, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, metadata, open_channel, retry_policy
 from clients.errors import from_rpc_error
-from clients.wallet.v1 import wallet_pb2_grpc
+from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 Amount = str | Decimal | int
 
@@ -42,13 +43,14 @@ class WalletClient:
         self._timeout = timeout
         self._retry = retry_policy(max_attempts)
 
-    def _do(self, spec: tuple[str, Any, Any], timeout: float | None) -> Any:
-        method, request, parse = spec
+    def _do(self, spec: tuple[Any, ...], timeout: float | None) -> Any:
+        method, request, parse, *extra = spec
         rpc = getattr(self._stub, method)
+        call_metadata = self._metadata + (tuple(extra[0]) if extra else ())
         for attempt in Retrying(**self._retry):
             with attempt:
                 try:
-                    response = rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
+                    response = rpc(request, timeout=timeout or self._timeout, metadata=call_metadata + CALL_METADATA.get())
                 except grpc.RpcError as error:
                     raise from_rpc_error(error) from None
         return parse(response)
@@ -77,6 +79,10 @@ class WalletClient:
     ) -> m.CreditResult:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
         return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def settle_batch(self, items: Sequence[m.SettleItem], *, timeout: float | None = None) -> list[m.SettleResult]:
+        """Settle many stakes, each payout on its own, in one core transaction (see the SettleBatch RPC)."""
+        return self._do(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
 
     def cancel(self, client: str, transaction_id: str, *, reference: str = "",
                timeout: float | None = None) -> m.CancelResult:
@@ -113,6 +119,87 @@ class WalletClient:
         """One page of refused payouts, newest first; pass next_page_token back for the next."""
         spec = c.list_settlement_failures(client, include_resolved, limit, page_token)
         return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    # ---------------------------------------------------------------- health
+
+    def serving(self, *, timeout: float | None = None) -> bool:
+        """Does the core say it can serve Wallet calls now (the standard gRPC health service)?
+
+        False while the core cannot reach its database; no token is needed. A core that cannot
+        be reached raises, like any call.
+        """
+        request = health_pb2.HealthCheckRequest(service=wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name)
+        try:
+            reply = health_pb2_grpc.HealthStub(self._channel).Check(request, timeout=timeout or self._timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    # ---------------------------------------------------------------- operators (audited: who, when, why)
+
+    def adjust(self, transaction_id: str, account: m.AccountRef, amount: Amount, reason: str, *,
+               reference: str = "", timeout: float | None = None) -> m.CreditResult:
+        """An ADJUSTMENT credit (house -> user), recorded in the audit trail with `reason` (required)."""
+        if not reason.strip():
+            raise ValueError("an adjustment needs a reason")
+        spec = c.credit(transaction_id, account, amount, m.Purpose.ADJUSTMENT, "", reference)
+        return self._do(c.with_reason(spec, reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_credit(self, transaction_id: str, account: m.AccountRef, amount: Amount, purpose: m.Purpose,
+                        reason: str, *, settles_transaction_id: str = "", reference: str = "",
+                        timeout: float | None = None) -> m.CreditResult:
+        """A Credit recorded in the audit trail with `reason` (an operator's deposit or settlement)."""
+        spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
+        return self._do(c.with_reason(spec, reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_withdraw(self, transaction_id: str, account: m.AccountRef, amount: Amount, reason: str, *,
+                          reference: str = "", timeout: float | None = None) -> m.DebitResult:
+        """A withdrawal recorded in the audit trail with `reason`."""
+        item = m.DebitItem(transaction_id, account, amount, m.Purpose.WITHDRAWAL, reference)
+        return self._do(c.with_reason(c.debit([item]), reason), timeout)  # type: ignore[no-any-return]
+
+    def operator_cancel(self, client: str, transaction_id: str, reason: str, *, reference: str = "",
+                        timeout: float | None = None) -> m.CancelResult:
+        """A Cancel recorded in the audit trail with `reason`."""
+        spec = c.with_reason(c.cancel(client, transaction_id, reference), reason)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def unsettle(self, client: str, transaction_id: str, settles_transaction_id: str, *, reason: str = "",
+                 reference: str = "", clawback: m.ClawbackPolicy | None = None,
+                 timeout: float | None = None) -> m.CorrectionResult:
+        """Reverse a settled stake's settlement (payout clawed back, stake open again); idempotent by its id."""
+        spec = c.unsettle(client, transaction_id, settles_transaction_id, reason, reference, clawback)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def resettle(self, client: str, transaction_id: str, settles_transaction_id: str, amount: Amount, *,
+                 reason: str = "", reference: str = "", clawback: m.ClawbackPolicy | None = None,
+                 timeout: float | None = None) -> m.CorrectionResult:
+        """Replace a settled stake's payout with `amount`, atomically; idempotent by its id."""
+        spec = c.resettle(client, transaction_id, settles_transaction_id, amount, reason, reference, clawback)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def lookup_transaction(self, client: str, transaction_id: str, *,
+                           timeout: float | None = None) -> m.TransactionLookup:
+        return self._do(c.lookup_transaction(client, transaction_id), timeout)  # type: ignore[no-any-return]
+
+    def resolve_settlement_failure(self, client: str, transaction_id: str, resolution: m.Resolution, reason: str,
+                                   *, timeout: float | None = None) -> m.ResolvedFailure:
+        spec = c.resolve_settlement_failure(client, transaction_id, resolution, reason)
+        return self._do(spec, timeout)  # type: ignore[no-any-return]
+
+    def list_open_stakes(self, client: str, older_than_seconds: int = 0, limit: int = 100, *,
+                         timeout: float | None = None) -> m.OpenStakes:
+        return self._do(c.list_open_stakes(client, older_than_seconds, limit), timeout)  # type: ignore[no-any-return]
+
+    def system_balances(self, client: str, *, timeout: float | None = None) -> list[m.SystemBalance]:
+        return self._do(c.system_balances(client), timeout)  # type: ignore[no-any-return]
+
+    def list_audit(self, client: str, limit: int = 100, *, timeout: float | None = None) -> list[m.AuditEntry]:
+        return self._do(c.list_audit(client, limit), timeout)  # type: ignore[no-any-return]
+
+    def list_clients(self, *, timeout: float | None = None) -> m.ClientList:
+        """The clients with wallets this token may act for, and the token's label."""
+        return self._do(c.list_clients(), timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- lifecycle
 

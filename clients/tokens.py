@@ -6,6 +6,10 @@ by its digest, `sha256:<64 hex digits>`, so that the secret itself need not sit 
 configuration. Presented tokens are hashed and compared with every configured digest in
 constant time; no comparison stops early, and a token never reaches an error message or a log.
 
+An entry may start with a label, `label:token=clients` (a letter, then up to 63 letters, digits,
+`_`, `.` or `-`): the name the core's audit trail records for that token's operator actions. An
+unlabelled token is "token N", N its position in the specification.
+
 It lives in `clients` because both the core and the edge import it and neither may import the
 other; it imports nothing of the project.
 """
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 ALL_CLIENTS = "*"
 HASH_PREFIX = "sha256:"
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_LABEL = re.compile(r"([A-Za-z][A-Za-z0-9_.-]{0,63}):(.+)", re.DOTALL)
 FORMAT = "TOKEN=client1,client2 or TOKEN=* (entries separated by ';')"
 
 
@@ -30,6 +35,7 @@ class Grant:
 
     digest: bytes
     clients: frozenset[str]  # {"*"} for every client
+    label: str = ""  # who acts with this token, for the audit trail ("token N" when not configured)
 
     def allows(self, client: str) -> bool:
         return ALL_CLIENTS in self.clients or client in self.clients
@@ -53,6 +59,10 @@ def parse_token_spec(spec: str) -> list[Grant]:
     for n, entry in enumerate(filter(None, (e.strip() for e in spec.split(";"))), start=1):
         token, sep, clients_text = entry.rpartition("=")
         token = token.strip()
+        label = f"token {n}"
+        named = _LABEL.fullmatch(token)
+        if named is not None and named.group(1).lower() != HASH_PREFIX[:-1]:
+            label, token = named.group(1), named.group(2).strip()
         clients = frozenset(c.strip() for c in clients_text.split(",") if c.strip())
         if not sep or not token or not clients:
             raise ValueError(f"token entry {n}: expected {FORMAT}; a token without its clients is refused")
@@ -60,9 +70,9 @@ def parse_token_spec(spec: str) -> list[Grant]:
             hexdigest = token[len(HASH_PREFIX):]
             if not _SHA256_HEX.fullmatch(hexdigest):
                 raise ValueError(f"token entry {n} starts with 'sha256:' but is not followed by 64 hex digits")
-            grants.append(Grant(bytes.fromhex(hexdigest), clients))
+            grants.append(Grant(bytes.fromhex(hexdigest), clients, label))
         else:
-            grants.append(Grant(digest(token), clients))
+            grants.append(Grant(digest(token), clients, label))
     return grants
 
 

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from typing import Any
 
@@ -18,6 +20,7 @@ import falcon.asgi
 from edge_http.auth import AddressPolicy, TokenVerifier
 from edge_http.config import EdgeSettings
 from edge_http.core import LazyWallet, Readiness
+from edge_http.jsoncheck import JsonCheck
 from edge_http.metrics import EdgeMetrics
 from edge_http.middleware import CallbackGuard, CallbackObserver, WalletLifecycle
 from edge_http.openapi import openapi_document
@@ -73,12 +76,18 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     )
     settler = Settler(
         client, metrics,
-        deadline=settings.edge_winners_deadline, calls=calls, concurrency=settings.edge_settle_concurrency,
+        deadline=settings.edge_winners_deadline, concurrency=settings.edge_settle_concurrency,
+        # a SettleBatch attempt may use the callback's whole time: cutting it short only makes the
+        # core do the same payouts again behind the first attempt (they are idempotent, not free)
+        calls=dataclasses.replace(calls, attempt_timeout=max(settings.edge_core_attempt_timeout,
+                                                             settings.edge_winners_deadline)),
     )
 
+    json_check = JsonCheck()
     app = falcon.asgi.App(
         middleware=[
             WalletLifecycle(client, owned=owned),
+            json_check,
             CallbackObserver(metrics),
             CallbackGuard(
                 tokens, addresses,
@@ -88,8 +97,9 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
         ],
     )
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route("/bets", BetsResource(placer, settings.edge_max_body_bytes, settings.edge_body_timeout))
-    app.add_route("/winners", WinnersResource(settler, settings.edge_max_body_bytes, settings.edge_body_timeout))
+    body_limits = (settings.edge_max_body_bytes, settings.edge_body_timeout, json_check)
+    app.add_route("/bets", BetsResource(placer, *body_limits))
+    app.add_route("/winners", WinnersResource(settler, *body_limits))
     app.add_route("/healthz", HealthResource())
     app.add_route("/readyz", ReadyResource(Readiness(client)))
     app.add_route("/metrics", MetricsResource(metrics))
@@ -128,9 +138,15 @@ def run(settings: EdgeSettings, **uvicorn_options: Any) -> None:
     """
     import uvicorn
 
+    from clients import tracing
     from edge_http.server import protocol_with_deadline
 
-    app = create_app(settings)
+    provider = tracing.configure("wallet-edge")
+    app: Any = create_app(settings)
+    if provider is not None:
+        from edge_http.tracing import instrument
+
+        app = instrument(app, provider)
     host, port = settings.listen()
     options: dict[str, Any] = {
         "host": host, "port": port, "proxy_headers": False, "server_header": False,

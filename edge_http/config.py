@@ -8,6 +8,7 @@ and parsed where they are used (`edge_http.auth`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,8 +39,12 @@ class EdgeSettings(BaseSettings):
         default=3.0, gt=0, validation_alias=AliasChoices("wallet_edge_fence_deadline", "wallet_edge_cancel_deadline",
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
-    edge_winners_deadline: float = Field(default=3.0, gt=0)
-    edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    # no player waits on a settlement: a callback as large as the body cap allows needs a few seconds
+    edge_winners_deadline: float = Field(default=10.0, gt=0)
+    # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
+    edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
     insecure_no_auth: bool = False
 
     @field_validator("http_addr", "core_addr")
@@ -49,6 +54,13 @@ class EdgeSettings(BaseSettings):
         if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("edge_tokens")
     @classmethod

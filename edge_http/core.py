@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from clients import Account, AccountRef, AsyncWalletClient, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import (
+    Account,
+    AccountRef,
+    AsyncWalletClient,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    FenceResult,
+    Purpose,
+    SettleItem,
+    SettleResult,
+)
 from clients.errors import Unauthenticated, WalletError
 
 from edge_http import errors
@@ -73,8 +84,14 @@ class LazyWallet:
             settles_transaction_id=settles_transaction_id, reference=reference, timeout=timeout,
         )
 
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
+        return await self._get().settle_batch(items, timeout=timeout)
+
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._get().get_balance(account, timeout=timeout)
+
+    async def serving(self, *, timeout: float | None = None) -> bool:
+        return await self._get().serving(timeout=timeout)
 
     async def close(self) -> None:
         client, self._client, self._loop = self._client, None, None
@@ -83,20 +100,29 @@ class LazyWallet:
 
 
 class Readiness:
-    """Is the core answering this edge? A cheap authenticated call, within one second.
+    """Can the core serve this edge? Two cheap calls, within one second together.
 
-    Any answer of the core counts (the probe's account does not exist, or the token may
-    not touch its client), except a refusal of the edge's own token: an edge whose token is
-    refused cannot serve a single callback.
+    1. The core's health service (no token) says SERVING: it is up and reaches its database.
+       NOT_SERVING (the database is down) is "not ready", whatever the second call says, since
+       the probe below may be refused before the core touches its database.
+    2. A cheap authenticated call: any answer of the core counts (the probe's account does not
+       exist, or the token may not touch its client), except a refusal of the edge's own token:
+       an edge whose token is refused cannot serve a single callback.
     """
 
     def __init__(self, wallet: WalletPort, timeout: float = READY_TIMEOUT) -> None:
         self._wallet = wallet
         self._timeout = timeout
 
+    async def _probe(self) -> tuple[bool, str]:
+        if not await self._wallet.serving():
+            return False, "the wallet core cannot reach its database (health NOT_SERVING)"
+        await self._wallet.get_balance(PROBE_ACCOUNT)
+        return True, "the wallet core answers"
+
     async def check(self) -> tuple[bool, str]:
         try:
-            await asyncio.wait_for(self._wallet.get_balance(PROBE_ACCOUNT), self._timeout)
+            return await asyncio.wait_for(self._probe(), self._timeout)
         except asyncio.TimeoutError:
             return False, f"the wallet core did not answer within {self._timeout:g} s"
         except Unauthenticated as error:
@@ -105,4 +131,3 @@ class Readiness:
             if errors.is_definite(error):
                 return True, "the wallet core answers"
             return False, f"the wallet core is unavailable: {errors.reason_of(error)} {errors.message_of(error)}"
-        return True, "the wallet core answers"

@@ -21,7 +21,9 @@ from clients.errors import (
     InvalidAmount,
     InvalidArgument,
     NotCancellable,
+    PayoutCapExceeded,
     PermissionDenied,
+    StakeAmountMismatch,
     StakeCancelled,
     StakeMismatch,
     StakeNotFound,
@@ -69,6 +71,8 @@ BETS_CODES: dict[type[WalletError], str] = {
 WINNERS_REASONS: dict[type[WalletError], str] = {
     StakeNotFound: "unknown_bet",
     StakeMismatch: "stake_mismatch",
+    StakeAmountMismatch: "stake_mismatch",  # the bet's `amount` is not the stake taken (DESIGN section 5)
+    PayoutCapExceeded: "overdraw_exceeded",  # the pool's payouts would exceed its `overdraw`
     CurrencyMismatch: "currency_mismatch",
     AlreadySettled: "settlement_conflict",
     IdempotencyConflict: "settlement_conflict",
@@ -84,7 +88,7 @@ WINNERS_REASONS: dict[type[WalletError], str] = {
 DEFINITE: tuple[type[WalletError], ...] = (
     InvalidArgument, AccountNotFound, StakeNotFound, InsufficientFunds, AccountBlocked, AlreadySettled,
     StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable, IdempotencyConflict,
-    Unauthenticated, PermissionDenied,
+    Unauthenticated, PermissionDenied, StakeAmountMismatch, PayoutCapExceeded,
 )
 # Refusals the ledger records for every item of the Debit, in the commit that refuses it: a
 # decision about every bet of the slip, replayed as such to every later delivery.
@@ -126,11 +130,27 @@ def reason_of(error: WalletError) -> str:
     return str(getattr(error, "reason", "") or type(error).__name__)
 
 
-def message_of(error: WalletError) -> str:
+log = logging.getLogger("edge_http.core")
+# What betflex reads when the core did not answer with a refusal of its own.
+UNAVAILABLE_MESSAGE = "the wallet is unavailable"
+
+
+def detail_of(error: WalletError) -> str:
+    """The error's own text, for the edge's logs only: gRPC's details name internal addresses
+    (`failed to connect to all addresses; last error: ... ipv4:10.0.0.5:50051 ...`)."""
     return str(getattr(error, "message", "") or error or type(error).__name__)
 
 
-log = logging.getLogger("edge_http.core")
+def message_of(error: WalletError) -> str:
+    """The text betflex may read about `error`: a refusal of the core passes on its own message;
+    anything else (a failure on the way to the core, a refusal of the edge's own token, an error no
+    table knows) is logged here with its details, once, and answered "the wallet is unavailable"."""
+    if is_definite(error) and not isinstance(error, CONFIGURATION):
+        return detail_of(error)
+    if not getattr(error, "_edge_detail_logged", False):
+        log.warning("wallet core call failed: %s %s", reason_of(error), detail_of(error))
+        error._edge_detail_logged = True  # type: ignore[attr-defined]
+    return UNAVAILABLE_MESSAGE
 
 
 def note_core_error(metrics: Any, error: WalletError, call: str, subject: object) -> None:
@@ -142,4 +162,5 @@ def note_core_error(metrics: Any, error: WalletError, call: str, subject: object
             "clients it may touch", call, reason_of(error),
         )
     elif not is_definite(error):
-        log.warning("%s for %s failed: %s %s", call, subject, reason_of(error), message_of(error))
+        log.warning("%s for %s failed: %s %s", call, subject, reason_of(error), detail_of(error))
+        error._edge_detail_logged = True  # type: ignore[attr-defined]  # message_of need not log it again

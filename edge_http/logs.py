@@ -1,7 +1,9 @@
 """One structured log line per callback: what betflex asked, what it got, how long it took.
 
 The line is a JSON object (also attached to the record as `callback` for JSON formatters). It
-names bets, pools and the client, never a token, and no user address.
+names bets, pools and the client, never a token, and no user address. Its `request_id` (betflex's
+`X-Request-ID`, or one the edge makes up) is sent to the core with every call of the callback,
+so the core's access lines of the same callback carry it too.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class CallbackRecord:
     pool_uids: list[int] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
     message: str | None = None
+    request_id: str | None = None
 
     def line(self, status: int, duration_ms: float) -> dict[str, Any]:
         line: dict[str, Any] = {
@@ -38,6 +41,7 @@ class CallbackRecord:
             "bet_uids": self.bet_uids[:MAX_LISTED],
             "pool_uids": sorted(set(self.pool_uids))[:MAX_LISTED],
             "duration_ms": round(duration_ms, 2),
+            "request_id": self.request_id,
         }
         if len(self.bet_uids) > MAX_LISTED:
             line["bet_count"] = len(self.bet_uids)

@@ -1,8 +1,20 @@
-"""Prometheus metrics of one app, in its own registry (several apps in one process do not clash)."""
+"""Prometheus metrics of one app, in its own registry (several apps in one process do not clash).
+
+A registry the app makes itself also carries the standard process metrics (process_*, python_*).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -11,7 +23,12 @@ class EdgeMetrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.registry = registry
         self.callbacks = Counter(
             "betflex_callbacks", "betflex callbacks answered, by route and outcome (ok or the error code).",
             ["route", "outcome"], registry=self.registry,

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from typing import Any
 
 import falcon
 import falcon.asgi
 
+from clients import call_metadata
 from edge_http.auth import AddressPolicy, TokenVerifier
 from edge_http.logs import CallbackRecord, write
 from edge_http.metrics import EdgeMetrics
@@ -43,7 +46,20 @@ def peer_address(req: falcon.asgi.Request) -> str | None:
     return str(client[0])
 
 
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_SHAPE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def request_id_of(req: falcon.asgi.Request) -> str:
+    """betflex's X-Request-ID when it sends a sane one, else a new id."""
+    given = req.get_header(REQUEST_ID_HEADER)
+    return given if given is not None and _REQUEST_ID_SHAPE.fullmatch(given) else uuid.uuid4().hex
+
+
 class CallbackObserver:
+    """Times, logs and counts a callback; gives it a request id, echoed in `X-Request-ID` and sent
+    to the core (metadata `x-request-id`) with every call made while the callback is handled."""
+
     def __init__(self, metrics: EdgeMetrics) -> None:
         self._metrics = metrics
 
@@ -52,7 +68,11 @@ class CallbackObserver:
     ) -> None:
         if _is_callback(resource):
             req.context.started = time.perf_counter()
-            req.context.callback = CallbackRecord(route=resource.route)
+            request_id = request_id_of(req)
+            req.context.callback = CallbackRecord(route=resource.route, request_id=request_id)
+            resp.set_header(REQUEST_ID_HEADER, request_id)
+            req.context.core_metadata = call_metadata(x_request_id=request_id)
+            req.context.core_metadata.__enter__()
 
     async def process_response(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, resource: Any, req_succeeded: bool
@@ -60,6 +80,10 @@ class CallbackObserver:
         record: CallbackRecord | None = getattr(req.context, "callback", None)
         if record is None:
             return
+        try:
+            req.context.core_metadata.__exit__(None, None, None)
+        except ValueError:  # set in another context (cannot happen within one ASGI request)
+            pass
         if record.outcome != "request_timeout":  # a body too slow to arrive is not waited for again
             await drain(req)
         seconds = time.perf_counter() - req.context.started

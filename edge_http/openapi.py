@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edge_http.betflex import MAX_CLIENT_LENGTH
+
 AMOUNT_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]+)?$"
 CURRENCY_PATTERN = r"^[A-Z][A-Z0-9]{2,9}$"
 UID = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
@@ -83,7 +85,7 @@ DOCUMENT: dict[str, Any] = {
                     "user": {
                         "type": "object", "required": ["client", "uid"],
                         "properties": {
-                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": "The tenant. " + TENANT},
+                            "client": {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT_LENGTH, "description": "The tenant. " + TENANT},
                             "uid": USER_UID,
                             "ip": {"type": "string", "description": "Not used."},
                         },
@@ -138,10 +140,13 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["bets"],
                 "properties": {
                     "pool": {
-                        "type": "object",
+                        "type": "object", "required": ["overdraw"],
                         "properties": {
                             "uid": UID,
                             "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": TENANT},
+                            "overdraw": {"type": "string", "description": (
+                                "The pool's total payout: the pool's payouts, earlier callbacks included, may not exceed"
+                                " it (overdraw_exceeded).")},
                         },
                         "description": "`uid` is the payout's reference; `client` is checked against the token.",
                     },
@@ -155,15 +160,16 @@ DOCUMENT: dict[str, Any] = {
                     "user": {
                         "type": "object", "required": ["client", "uid"],
                         "properties": {
-                            "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": TENANT},
+                            "client": {"type": "string", "minLength": 1, "maxLength": MAX_CLIENT_LENGTH, "description": TENANT},
                             "uid": USER_UID,
                             "name": {"type": "string", "description": "Not used."},
                         },
                     },
                     "bet": {
-                        "type": "object", "required": ["uid", "currency", "payout"],
+                        "type": "object", "required": ["uid", "currency", "payout", "amount"],
                         "properties": {
                             "uid": UID,
+                            "amount": {"type": "string", "description": "Must be the stake taken for the bet (stake_mismatch)."},
                             "currency": {"type": "string", "description": "Must be the stake's currency."},
                             "payout": {"type": "string", "pattern": AMOUNT_PATTERN, "description": "May be \"0\"."},
                         },

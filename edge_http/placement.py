@@ -26,7 +26,7 @@ delivery of every slip that names it is answered consistently with that decision
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -45,6 +45,7 @@ from edge_http.tenants import PERMISSION_DENIED, check_bets
 log = logging.getLogger("edge_http.bets")
 
 FENCE_REFERENCE = "betflex: /bets outcome unknown or refused; fenced by the edge"
+FENCE_CHUNK = 100  # the most ids one Fence takes (protos/wallet/v1/wallet.proto)
 
 
 @dataclass(frozen=True)
@@ -127,14 +128,20 @@ class BetPlacer:
         self._fence_deadline = fence_deadline
         self._calls = calls
 
-    async def handle(self, raw: bytes, grant: Grant | None = None) -> tuple[BetsBody | None, Placement]:
+    async def handle(
+        self, raw: bytes, grant: Grant | None = None, check: Callable[[bytes], Awaitable[None]] | None = None,
+    ) -> tuple[BetsBody | None, Placement]:
         """A raw /bets body from a caller whose token has `grant` → (the body if it could be used, the decision).
 
         A slip naming a client the token may not act for is refused before anything is asked of the
         core (`edge_http.tenants`); `grant` None is the unauthenticated dev mode (no per-client check).
+        `check` is the second reading of the body (duplicate keys, unreadable ignored content), which
+        the app runs off the event loop for large bodies (`edge_http.jsoncheck`); without it, in place.
         """
         try:
-            body = decode_bets(raw)
+            body = decode_bets(raw, check_json=check is None)
+            if check is not None:
+                await check(raw)
         except BodyError as error:
             return None, await self.refuse_invalid(raw, error, grant)
         denied = check_bets(grant, body)
@@ -190,9 +197,7 @@ class BetPlacer:
         """
         deadline = self._calls.now() + self._fence_deadline
         try:
-            fenced = await self._calls.until(
-                deadline, lambda timeout: self._wallet.fence(client, ids, reference=FENCE_REFERENCE, timeout=timeout)
-            )
+            fenced = await self._fence_all(client, ids, deadline)
         except WalletError as error:
             self._core_error(error, "Fence", uids)
             if errors.is_definite(error) and not isinstance(error, errors.CONFIGURATION):
@@ -221,6 +226,18 @@ class BetPlacer:
             self._core_error(error, "Debit", uids)
             return self._unresolved(client, uids, ids, "the bets are taken but the wallet could not confirm their content")
         return self._taken(uids, result)
+
+    async def _fence_all(self, client: str, ids: list[str], deadline: float) -> FenceResult:
+        """One Fence per FENCE_CHUNK ids (a slip of more bets than one Debit may hold is fenced whole too)."""
+        chunks = [ids[n:n + FENCE_CHUNK] for n in range(0, len(ids), FENCE_CHUNK)]
+        results = []
+        for chunk in chunks:
+            fenced = await self._calls.until(
+                deadline, lambda timeout, chunk=chunk: self._wallet.fence(  # type: ignore[misc]
+                    client, chunk, reference=FENCE_REFERENCE, timeout=timeout),
+            )
+            results.extend(fenced.results)
+        return FenceResult(tuple(results))
 
     def _void(self, uids: list[int], fenced: FenceResult, refusal: WalletError | None) -> Refused:
         """Every bet is fenced or refused: none is taken, none ever will be. The most telling code wins."""

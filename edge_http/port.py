@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
-from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import (
+    Account,
+    AccountRef,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    FenceResult,
+    Purpose,
+    SettleItem,
+    SettleResult,
+)
 
 
 class WalletPort(Protocol):
@@ -27,4 +37,10 @@ class WalletPort(Protocol):
         settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
     ) -> CreditResult: ...
 
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]: ...
+
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account: ...
+
+    async def serving(self, *, timeout: float | None = None) -> bool:
+        """The core's health service: False while the core cannot reach its database (/readyz)."""
+        ...

@@ -15,6 +15,7 @@ import falcon
 import falcon.asgi
 
 from edge_http.core import Readiness
+from edge_http.jsoncheck import JsonCheck
 from edge_http.logs import CallbackRecord
 from edge_http.metrics import EdgeMetrics
 from edge_http.placement import BetPlacer, Conflict, Placed, Refused, Unresolved, http_status
@@ -59,9 +60,12 @@ class _Callback:
     # the status of a body that cannot be used: 402 on /bets (the only refusal betflex reads there)
     invalid_status = 400
 
-    def __init__(self, max_body_bytes: int, body_timeout: float | None = None) -> None:
+    def __init__(
+        self, max_body_bytes: int, body_timeout: float | None = None, json_check: JsonCheck | None = None
+    ) -> None:
         self._max_body_bytes = max_body_bytes
         self._body_timeout = body_timeout
+        self._json_check = json_check or JsonCheck()
 
     async def _body(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> bytes | None:
         record: CallbackRecord = req.context.callback
@@ -88,8 +92,11 @@ class BetsResource(_Callback):
 
     route = "/bets"
 
-    def __init__(self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None) -> None:
-        super().__init__(max_body_bytes, body_timeout)
+    def __init__(
+        self, placer: BetPlacer, max_body_bytes: int, body_timeout: float | None = None,
+        json_check: JsonCheck | None = None,
+    ) -> None:
+        super().__init__(max_body_bytes, body_timeout, json_check)
         self._placer = placer
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -97,7 +104,7 @@ class BetsResource(_Callback):
         raw = await self._body(req, resp)
         if raw is None:
             return
-        body, placement = await self._placer.handle(raw, getattr(req.context, "grant", None))
+        body, placement = await self._placer.handle(raw, getattr(req.context, "grant", None), self._json_check.refuse_ambiguous)
         if body is not None:
             record.client = body.bets[0].user.client
             record.bet_uids = [entry.bet.uid for entry in body.bets]
@@ -125,8 +132,11 @@ class WinnersResource(_Callback):
 
     route = "/winners"
 
-    def __init__(self, settler: Settler, max_body_bytes: int, body_timeout: float | None = None) -> None:
-        super().__init__(max_body_bytes, body_timeout)
+    def __init__(
+        self, settler: Settler, max_body_bytes: int, body_timeout: float | None = None,
+        json_check: JsonCheck | None = None,
+    ) -> None:
+        super().__init__(max_body_bytes, body_timeout, json_check)
         self._settler = settler
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -135,7 +145,8 @@ class WinnersResource(_Callback):
         if raw is None:
             return
         try:
-            body = decode_winners(raw)
+            body = decode_winners(raw, check_json=False)
+            await self._json_check.refuse_ambiguous(raw)
         except BodyError as error:
             return self._invalid(req, resp, error)
         entries = [entry for pool in body.pools for entry in pool.bets]

@@ -1,23 +1,30 @@
 """The betflex callback bodies: msgspec structs, and the checks that types alone cannot say.
 
 A body is decoded and checked whole before anything is called. Unknown fields are ignored;
-fields the edge does not use are not declared, so they are ignored whatever they hold.
-`decode_bets` / `decode_winners` return the parsed body or raise `BodyError`, whose
-message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
+fields the edge does not use are not declared, so they are ignored whatever they hold (but
+the body as a whole must still be JSON that any reader reads the same way: see
+`ambiguity`). `decode_bets` / `decode_winners` return the parsed body or raise
+`BodyError`, whose message names the offending field as a JSON path (`$.bets[0].bet.amount: ...`).
+
+Cost: both passes are linear in the body and run in C/Rust. msgspec skips what is not declared
+without building it (about a millisecond for the worst 1 MiB body); the second pass
+(`ambiguity`) builds everything and is run off the event loop for large bodies by
+`edge_http.jsoncheck` (`wallet_bench/hostile_bodies.py` measures what the worst bodies cost).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Annotated
 
+import jiter
 import msgspec
 
-# Identifiers betflex sends as JSON numbers: non-negative and within a signed 64-bit integer.
-MAX_UID = 2**63 - 1
+from edge_http.betflex import MAX_CLIENT_LENGTH, MAX_ID_LENGTH, MAX_UID
+
 Uid = Annotated[int, msgspec.Meta(ge=0, le=MAX_UID)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# its length is checked by `check_client`, once, with a message that says why
+Client = Annotated[str, msgspec.Meta(min_length=1)]
 
 AMOUNT = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?")  # ASCII digits only: [0-9] is not \d
 CURRENCY = re.compile(r"[A-Z][A-Z0-9]{2,9}")
@@ -37,14 +44,14 @@ class BodyError(Exception):
 
 
 class BetsUser(msgspec.Struct):
-    client: Name
+    client: Client
     uid: Uid | str  # a number in the spec; a string of digits is read as the same user
 
 
 class BetsPool(msgspec.Struct):
     currency: str
     uid: Uid
-    client: Name | None = None  # checked against the token's clients (edge_http.tenants)
+    client: Client | None = None  # checked against the token's clients (edge_http.tenants)
 
 
 class BetsBet(msgspec.Struct):
@@ -66,7 +73,7 @@ class BetsBody(msgspec.Struct):
 
 
 class WinnersUser(msgspec.Struct):
-    client: Name
+    client: Client
     uid: str | Uid  # a string in the spec; the number sent to /bets is the same user
 
 
@@ -74,6 +81,7 @@ class WinnersBet(msgspec.Struct):
     uid: Uid
     currency: str
     payout: str
+    amount: str  # the stake betflex says it took: the core refuses a payout naming another (stake_mismatch)
 
 
 class WinnerEntry(msgspec.Struct):
@@ -82,8 +90,9 @@ class WinnerEntry(msgspec.Struct):
 
 
 class WinnersPool(msgspec.Struct):
+    overdraw: str  # the pool's total payout: the core refuses payouts of the pool beyond it
     uid: Uid | None = None
-    client: Name | None = None  # checked against the token's clients (edge_http.tenants)
+    client: Client | None = None  # checked against the token's clients (edge_http.tenants)
 
 
 class PoolEntry(msgspec.Struct):
@@ -101,7 +110,7 @@ _BETS_DECODER = msgspec.json.Decoder(BetsBody)
 _WINNERS_DECODER = msgspec.json.Decoder(WinnersBody)
 
 
-def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-untyped-def]
+def _decode(decoder: msgspec.json.Decoder, body: bytes, check_json: bool):  # type: ignore[no-untyped-def]
     if not body.strip():
         raise BodyError("invalid_request", "the body is empty; a JSON object is expected")
     try:
@@ -112,26 +121,62 @@ def _decode(decoder: msgspec.json.Decoder, body: bytes):  # type: ignore[no-unty
         raise BodyError("invalid_request", str(exc)) from None
     except RecursionError:
         raise BodyError("invalid_request", "JSON is nested too deeply") from None
-    _refuse_duplicate_keys(body)
+    if check_json:
+        refuse_ambiguous_json(body)
     return parsed
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        duplicate = next(key for key in keys if keys.count(key) > 1)
-        raise BodyError("invalid_request", f"the key {duplicate[:40]!r} appears twice in one object; the body is ambiguous")
-    return dict(pairs)
+_DUPLICATE = re.compile(r'Detected duplicate key "(?P<key>.*)" at (?P<where>line \d+ column \d+)', re.DOTALL)
 
 
-def _refuse_duplicate_keys(body: bytes) -> None:
-    """A key twice in one object (`{"bets": [...], "bets": [...]}`) is refused: msgspec keeps the last,
-    another reader (a proxy, a log, betflex itself) may take the first, and money must not depend on it.
-    Runs only on bodies msgspec already accepted, so the input is valid JSON of bounded depth."""
+def ambiguity(body: bytes) -> str | None:
+    """Why a body that msgspec accepted may not be used, or None: what another reader could read
+    differently, or not at all.
+
+    - A key twice in one object (`{"bets": [...], "bets": [...]}`), anywhere in the body: msgspec
+      keeps the last, another reader (a proxy, a log, betflex itself) may take the first, and money
+      must not depend on it.
+    - What msgspec skips without reading, in fields the edge ignores: bytes that are not UTF-8 in a
+      string, an integer of more than 4300 digits (Python's limit for int()), nesting deeper than
+      jiter's limit.
+
+    jiter reads the whole body once: linear, in Rust, but it builds every value as a Python object,
+    which for the worst 1 MiB body takes tens of milliseconds (`edge_http.jsoncheck` runs large
+    bodies in a worker process). Every one of its refusals is a ValueError.
+    """
     try:
-        json.loads(body, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise BodyError("invalid_request", "JSON is nested too deeply") from None
+        jiter.from_json(body, catch_duplicate_keys=True, cache_mode="keys")
+    except (ValueError, RecursionError) as exc:
+        return _jiter_message(str(exc))
+    return None
+
+
+def refuse_ambiguous_json(body: bytes) -> None:
+    problem = ambiguity(body)
+    if problem is not None:
+        raise BodyError("invalid_request", problem)
+
+
+def _jiter_message(text: str) -> str:
+    duplicate = _DUPLICATE.fullmatch(text)
+    if duplicate:
+        return (f"the key {duplicate['key'][:40]!r} appears twice in one object ({duplicate['where']}); "
+                "the body is ambiguous")
+    if text.startswith("recursion limit exceeded"):
+        return "JSON is nested too deeply"
+    return f"the body is not JSON the wallet can read: {text[:200]}"
+
+
+def check_client(client: str, path: str) -> str:
+    """betflex's client names the wallets and is part of every transaction id derived from a bet
+    (`betflex:{client}:payout:{bet uid}`), which the core limits to 128 characters."""
+    if len(client) > MAX_CLIENT_LENGTH:
+        raise BodyError(
+            "invalid_request",
+            f"{path}: the client may have at most {MAX_CLIENT_LENGTH} characters (it has {len(client)}): the "
+            f"wallet's transaction ids, betflex:{{client}}:payout:{{bet uid}}, are limited to {MAX_ID_LENGTH}",
+        )
+    return client
 
 
 def _with_path_first(message: str) -> str:
@@ -151,9 +196,11 @@ def user_id(value: int | str, path: str) -> str:
     return value
 
 
-def decode_bets(body: bytes) -> BetsBody:
-    parsed: BetsBody = _decode(_BETS_DECODER, body)
-    client = parsed.bets[0].user.client
+def decode_bets(body: bytes, *, check_json: bool = True) -> BetsBody:
+    """The body of POST /bets, checked whole. `check_json=False` leaves out `refuse_ambiguous_json`,
+    for a caller that runs it elsewhere (the resources: `edge_http.jsoncheck`)."""
+    parsed: BetsBody = _decode(_BETS_DECODER, body, check_json)
+    client = check_client(parsed.bets[0].user.client, "$.bets[0].user.client")
     seen: set[int] = set()
     for index, entry in enumerate(parsed.bets):
         at = f"$.bets[{index}]"
@@ -176,13 +223,15 @@ def decode_bets(body: bytes) -> BetsBody:
     return parsed
 
 
-def decode_winners(body: bytes) -> WinnersBody:
-    parsed: WinnersBody = _decode(_WINNERS_DECODER, body)
+def decode_winners(body: bytes, *, check_json: bool = True) -> WinnersBody:
+    """The body of POST /winners, checked whole; `check_json` as for `decode_bets`."""
+    parsed: WinnersBody = _decode(_WINNERS_DECODER, body, check_json)
     seen: set[tuple[str, int]] = set()
     for p, pool in enumerate(parsed.pools):
         for b, entry in enumerate(pool.bets):
             at = f"$.pools[{p}].bets[{b}]"
             user_id(entry.user.uid, f"{at}.user.uid")
+            check_client(entry.user.client, f"{at}.user.client")
             key = (entry.user.client, entry.bet.uid)
             if key in seen:
                 raise BodyError("invalid_request", f"{at}.bet.uid: bet {entry.bet.uid} appears more than once")
@@ -194,7 +243,7 @@ def decode_winners(body: bytes) -> WinnersBody:
 
 
 class _NamedUser(msgspec.Struct):
-    client: Name
+    client: Client
 
 
 class _NamedBet(msgspec.Struct):

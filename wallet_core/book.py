@@ -23,8 +23,11 @@ from wallet_core.domain import (
     AccountKey,
     AccountKind,
     AccountStatus,
+    AuditNote,
     CancelOutcome,
     CancelResult,
+    ClawbackPolicy,
+    CorrectionResult,
     CreditCommand,
     CreditResult,
     DebitItem,
@@ -37,8 +40,11 @@ from wallet_core.domain import (
     StakeState,
     TransactionView,
     TxStatus,
+    correction_postings,
     fingerprint,
     postings,
+    repay_first,
+    user_movement,
 )
 from wallet_core.money import MAX_MINOR
 
@@ -51,6 +57,7 @@ from wallet_core.money import MAX_MINOR
 class DebitCall:
     items: list[tuple[DebitItem, Currency, int]]  # validated, with the amount in minor units
     hashes: list[str]
+    audit: AuditNote | None = None
 
     @property
     def client(self) -> str:
@@ -63,6 +70,32 @@ class CreditCall:
     currency: Currency
     minor: int
     request_hash: str
+    audit: AuditNote | None = None
+    # SettleBatch only: the stake amount the caller expects, and the cap of the payouts with the
+    # command's reference (both in minor units; None = not checked). Not part of request_hash:
+    # a payout already applied replays whatever the caller now says about it.
+    stake_minor: int | None = None
+    cap_minor: int | None = None
+
+    @property
+    def group(self) -> tuple[str, str, str] | None:
+        """The payouts this one's cap counts: (client, currency, reference), or None without a cap."""
+        if self.cap_minor is None or not self.command.reference:
+            return None
+        key = self.command.account
+        return key.client, key.currency, self.command.reference
+
+
+@dataclass(frozen=True)
+class SettleCall:
+    """Many payouts, each judged on its own, in one database transaction (SettleBatch).
+
+    An item refused while it was validated (a bad amount, ...) keeps its place as that refusal."""
+
+    items: list[CreditCall | errors.WalletError]
+
+    def credits(self) -> list[CreditCall]:
+        return [item for item in self.items if isinstance(item, CreditCall)]
 
 
 @dataclass(frozen=True)
@@ -70,6 +103,7 @@ class CancelCall:
     client: str
     transaction_id: str
     reference: str
+    audit: AuditNote | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +113,24 @@ class FenceCall:
     reference: str
 
 
-Call = DebitCall | CreditCall | CancelCall | FenceCall
-Outcome = DebitResult | CreditResult | CancelResult | FenceResult | errors.WalletError
+@dataclass(frozen=True)
+class CorrectionCall:
+    """Unsettle (new_payout is None) or resettle (new_payout set, as the caller wrote it) a settled stake."""
+
+    client: str
+    transaction_id: str  # the correction's own id: it is idempotent by it
+    stake_id: str  # the settled stake's transaction id
+    new_payout: str | None
+    reference: str
+    policy: ClawbackPolicy
+    audit: AuditNote | None = None
+
+
+Call = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall | SettleCall
+SettleOutcome = CreditResult | errors.WalletError
+Outcome = (
+    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome] | errors.WalletError
+)
 
 
 # ---------------------------------------------------------------- rows in memory
@@ -93,6 +143,8 @@ class Wallet:
     balance: int
     status: str
     loaded_balance: int
+    debt: int = 0  # what the player owes after a clawback (minor units, >= 0); balance is 0 while it is not
+    loaded_debt: int = 0
 
 
 @dataclass(eq=False)
@@ -170,10 +222,24 @@ class Book:
     system_deltas: dict[int, int] = field(default_factory=dict)
     # system account id -> balance as loaded (repository.load), for the storage range rule
     system_balances: dict[int, int] = field(default_factory=dict)
+    # stakes a correction changed, with the transaction that closed them as loaded (optimistic update)
+    corrected_stakes: list[tuple[Stake, Tx]] = field(default_factory=list)
     resolved_failures: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    audit: list[AuditRow] = field(default_factory=list)
+    # (client, currency, reference) -> total of its applied payouts, for the groups of the batch's caps
+    group_paid: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def apply(self, call: Call) -> Outcome:
+        if isinstance(call, SettleCall):
+            return self.settle(call)
+        outcome = self._apply(call)
+        note = getattr(call, "audit", None)
+        if note is not None:
+            self.audit.append(audit_row(self.now, call, note, outcome))
+        return outcome
+
+    def _apply(self, call: Call) -> Outcome:
         try:
             if isinstance(call, DebitCall):
                 return self.debit(call)
@@ -181,14 +247,18 @@ class Book:
                 return self.credit(call)
             if isinstance(call, FenceCall):
                 return self.fence(call)
+            if isinstance(call, CorrectionCall):
+                return self.correct(call)
             return self.cancel(call)
         except errors.WalletError as refusal:
             if isinstance(call, CreditCall) and call.command.purpose == Purpose.PAYOUT:
                 self.failures.append(Failure(call.command, refusal))
+            if isinstance(call, CorrectionCall) and isinstance(refusal, errors.InsufficientFunds):
+                self.failures.append(self._correction_failure(call, refusal))
             return refusal
 
     def changed_wallets(self) -> list[Wallet]:
-        return [w for w in self.wallets.values() if w.balance != w.loaded_balance]
+        return [w for w in self.wallets.values() if w.balance != w.loaded_balance or w.debt != w.loaded_debt]
 
     # ------------------------------------------------------------ debit
 
@@ -265,7 +335,8 @@ class Book:
             if wallet.balance < needed[key]:
                 fmt = self.currencies.get(key.currency).format
                 return errors.InsufficientFunds(
-                    f"wallet {describe(key)} holds {fmt(wallet.balance)}, the debit needs {fmt(needed[key])}",
+                    # no balance in the text: it is stored and replayed verbatim, when the balance has moved on
+                    f"wallet {describe(key)} has insufficient funds for a debit of {fmt(needed[key])}",
                     user_id=key.user_id,
                 )
         return None
@@ -316,16 +387,19 @@ class Book:
         stake: Stake | None = None
         if cmd.purpose == Purpose.PAYOUT:
             stake = self._settleable_stake(cmd, wallet)
+            self._check_claims(call, stake)
         if wallet is None:
             raise not_found(key)
         if cmd.purpose == Purpose.DEPOSIT and wallet.status == AccountStatus.BLOCKED:
             raise errors.AccountBlocked(f"wallet {describe(key)} is blocked", user_id=key.user_id)
-        legs = postings(cmd.purpose, call.minor, stake_amount=stake.amount if stake else 0)
+        legs, repaid = repay_first(postings(cmd.purpose, call.minor, stake_amount=stake.amount if stake else 0),
+                                   wallet.debt)
         refusal = self._range_refusal([(wallet, legs)])
         if refusal is not None:
             raise refusal
 
-        wallet.balance += call.minor
+        wallet.balance += call.minor - repaid
+        wallet.debt -= repaid
         tx = self._add_tx(Tx(
             client=key.client, transaction_id=cmd.transaction_id, purpose=cmd.purpose, status=TxStatus.APPLIED,
             account_id=wallet.id, user_id=key.user_id, currency=key.currency, amount=call.minor,
@@ -337,6 +411,9 @@ class Book:
         if stake is not None:
             self._close(stake, StakeState.SETTLED, tx)
             self.resolved_failures.append((key.client, cmd.transaction_id))
+            group = (key.client, key.currency, cmd.reference)
+            if group in self.group_paid:
+                self.group_paid[group] += call.minor
         return CreditResult(self.view(tx), replayed=False)
 
     def _settleable_stake(self, cmd: CreditCommand, wallet: Wallet | None) -> Stake:
@@ -358,6 +435,73 @@ class Book:
         if wallet is None or stake.account_id != wallet.id:
             raise errors.StakeMismatch(f"stake {target!r} belongs to another wallet", stake=target)
         return stake
+
+    # ------------------------------------------------------------ settle (many payouts)
+
+    def settle(self, call: SettleCall) -> list[SettleOutcome]:
+        """Each payout on its own, in order; the new payouts of a capped group first judged together."""
+        over = self._over_cap(call.items)
+        outcomes: list[SettleOutcome] = []
+        for n, item in enumerate(call.items):
+            if isinstance(item, errors.WalletError):
+                outcomes.append(item)
+            elif n in over:
+                self.failures.append(Failure(item.command, over[n]))
+                outcomes.append(over[n])
+            else:
+                outcome = self.apply(item)
+                assert isinstance(outcome, CreditResult | errors.WalletError)
+                outcomes.append(outcome)
+        return outcomes
+
+    def _over_cap(self, items: list[CreditCall | errors.WalletError]) -> dict[int, errors.PayoutCapExceeded]:
+        """The items refused because their group's new payouts, all together, would pass its cap.
+
+        A pool whose payouts betflex asks for exceed its overdraw is wrong as a whole: paying the
+        first of its bets in body order and refusing the rest would be arbitrary, so none of its
+        new payouts is made (replays of payouts made earlier still replay)."""
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for n, item in enumerate(items):
+            if isinstance(item, CreditCall) and item.group is not None and (
+                    item.command.account.client, item.command.transaction_id) not in self.txs:
+                groups.setdefault(item.group, []).append(n)
+        over: dict[int, errors.PayoutCapExceeded] = {}
+        for group, members in groups.items():
+            calls = [items[n] for n in members]
+            asked = sum(c.minor for c in calls if isinstance(c, CreditCall))
+            cap = min(c.cap_minor for c in calls if isinstance(c, CreditCall) and c.cap_minor is not None)
+            paid = self.group_paid.get(group, 0)
+            if paid + asked > cap:
+                refusal = self._cap_refusal(group, cap, paid, asked, len(members))
+                over.update((n, refusal) for n in members)
+        return over
+
+    def _check_claims(self, call: CreditCall, stake: Stake) -> None:
+        """What the caller says about the payout (SettleBatch): the stake it settles, the cap of its group."""
+        fmt = self.currencies.get(stake.currency).format
+        target = call.command.settles_transaction_id
+        if call.stake_minor is not None and call.stake_minor != stake.amount:
+            raise errors.StakeAmountMismatch(
+                f"stake {target!r} took {fmt(stake.amount)} {stake.currency}; the payout request says the stake "
+                f"was {fmt(call.stake_minor)} {stake.currency}; the payout of {call.command.amount} was not made",
+                stake=target,
+            )
+        group = call.group
+        if group is not None and call.cap_minor is not None:
+            paid = self.group_paid.get(group, 0)
+            if paid + call.minor > call.cap_minor:
+                raise self._cap_refusal(group, call.cap_minor, paid, call.minor, 1)
+
+    def _cap_refusal(self, group: tuple[str, str, str], cap: int, paid: int, asked: int, count: int
+                     ) -> errors.PayoutCapExceeded:
+        _, currency, reference = group
+        fmt = self.currencies.get(currency).format
+        return errors.PayoutCapExceeded(
+            f"the payouts of {reference} would total {fmt(paid + asked)} {currency} ({fmt(paid)} paid before, "
+            f"{fmt(asked)} asked now by {count} payout(s)), over its cap of {fmt(cap)} {currency}; "
+            "none of the new payouts was made",
+            reference=reference,
+        )
 
     # ------------------------------------------------------------ cancel
 
@@ -386,11 +530,12 @@ class Book:
             return CancelResult(CancelOutcome.REVERSED, self.view(stake.closed_by), replayed=True)
         key = AccountKey(call.client, target.user_id, target.currency)
         wallet = self.wallets[key]
-        legs = postings(Purpose.CANCEL, stake.amount)
+        legs, repaid = repay_first(postings(Purpose.CANCEL, stake.amount), wallet.debt)
         refusal = self._range_refusal([(wallet, legs)])
         if refusal is not None:
             raise refusal
-        wallet.balance += stake.amount
+        wallet.balance += stake.amount - repaid
+        wallet.debt -= repaid
         tx = self._add_tx(Tx(
             client=call.client, transaction_id=None, purpose=Purpose.CANCEL, status=TxStatus.APPLIED,
             account_id=wallet.id, user_id=key.user_id, currency=key.currency, amount=stake.amount,
@@ -422,6 +567,104 @@ class Book:
                 results.append(FencedId(transaction_id, FenceOutcome.APPLIED, self.view(tx), "", replayed=True))
         return FenceResult(results)
 
+    # ------------------------------------------------------------ corrections (unsettle, resettle)
+
+    def correct(self, call: CorrectionCall) -> CorrectionResult:
+        """Reverse a stake's settlement (the stake is open again) or replace its payout, in one transaction.
+
+        The correction is a new transaction (append-only): the payout is taken back from the wallet
+        (what it cannot cover follows the clawback policy), the house gets it back, and either the
+        stake returns to in_play (unsettle) or the house pays the new payout (resettle).
+        """
+        stake_tx = self.txs.get((call.client, call.stake_id))
+        currency = self.currencies.get(stake_tx.currency) if stake_tx is not None and stake_tx.currency else None
+        new_payout = None
+        if call.new_payout is not None:
+            if currency is None:  # the stake is unknown: judged below, after the id
+                new_payout = 0
+            else:
+                new_payout = currency.parse(call.new_payout, field="amount")
+        kind = Purpose.UNSETTLE if call.new_payout is None else Purpose.RESETTLE
+        request_hash = fingerprint(kind, call.client, call.stake_id, new_payout, call.reference)
+        existing = self.txs.get((call.client, call.transaction_id))
+        if existing is not None:
+            if existing.request_hash == request_hash and existing.status == TxStatus.APPLIED:
+                # a replay answers with the transaction; what it took and recorded is in its entries
+                zero = self.currencies.get(existing.currency).format(0)
+                return CorrectionResult(self.view(existing), True, previous_payout="", taken=zero, debt_added=zero,
+                                        debt_repaid=zero)
+            raise errors.IdempotencyConflict(
+                f"transaction id {call.transaction_id!r} was already used for a different request; nothing was changed",
+                transaction_id=call.transaction_id,
+            )
+        if stake_tx is not None and stake_tx.status == TxStatus.TOMBSTONE:
+            raise errors.StakeCancelled(f"stake {call.stake_id!r} was cancelled before it was placed", stake=call.stake_id)
+        if stake_tx is None or stake_tx.stake is None or currency is None:
+            raise errors.StakeNotFound(f"no stake with transaction id {call.stake_id!r}", stake=call.stake_id)
+        stake = stake_tx.stake
+        if stake.state == StakeState.OPEN:
+            raise errors.NotSettled(f"stake {call.stake_id!r} is open: there is no settlement to correct",
+                                    stake=call.stake_id)
+        if stake.state == StakeState.CANCELLED:
+            raise errors.StakeCancelled(f"stake {call.stake_id!r} was cancelled; it has no settlement to correct",
+                                        stake=call.stake_id)
+        closer = stake.closed_by
+        assert closer is not None, f"settled stake {call.stake_id!r} has no closing transaction"
+        old_payout = closer.amount
+        if new_payout is not None and new_payout == old_payout:
+            raise errors.InvalidAmount(
+                f"stake {call.stake_id!r} is already settled with a payout of {currency.format(old_payout)}; "
+                "nothing to correct", currency=currency.code)
+        key = AccountKey(call.client, stake_tx.user_id, stake_tx.currency)
+        wallet = self.wallets[key]
+        delta = (new_payout or 0) - old_payout
+        try:
+            user_legs, taken, debt_added = user_movement(wallet.balance, wallet.debt, delta, call.policy)
+        except errors.InsufficientFunds:
+            fmt = currency.format
+            raise errors.InsufficientFunds(
+                f"wallet {describe(key)} holds {fmt(wallet.balance)}, the clawback of stake {call.stake_id!r} "
+                f"needs {fmt(-delta)}; the client's clawback policy is to refuse (nothing was changed)",
+                user_id=key.user_id) from None
+        legs = correction_postings(stake_amount=stake.amount, old_payout=old_payout, new_payout=new_payout,
+                                   user_legs=user_legs)
+        if wallet.debt + debt_added > MAX_MINOR:
+            raise errors.InvalidAmount(f"the debt of wallet {describe(key)} would pass the storage range",
+                                       currency=key.currency)
+        refusal = self._range_refusal([(wallet, legs)])
+        if refusal is not None:
+            raise refusal
+        user_delta = sum(leg.amount for leg in user_legs if leg.kind == AccountKind.USER)
+        wallet.balance += user_delta
+        wallet.debt += debt_added
+        tx = self._add_tx(Tx(
+            client=call.client, transaction_id=call.transaction_id, purpose=kind, status=TxStatus.APPLIED,
+            account_id=wallet.id, user_id=key.user_id, currency=key.currency,
+            amount=old_payout if new_payout is None else new_payout, balance_after=wallet.balance,
+            reference=call.reference, request_hash=request_hash, created_at=self.now,
+            target_id=call.stake_id, target=stake.tx,
+        ))
+        self._post(tx, wallet, legs)
+        previous = closer
+        if new_payout is None:
+            stake.state = StakeState.OPEN
+            stake.closed_by = None
+        else:
+            stake.closed_by = tx
+        if not any(s is stake for s, _ in self.corrected_stakes):  # the first: its closer is the stored one
+            self.corrected_stakes.append((stake, previous))
+        self.resolved_failures.append((call.client, call.transaction_id))
+        fmt = currency.format
+        return CorrectionResult(self.view(tx), False, previous_payout=fmt(old_payout), taken=fmt(taken),
+                                debt_added=fmt(max(debt_added, 0)), debt_repaid=fmt(max(-debt_added, 0)))
+
+    def _correction_failure(self, call: CorrectionCall, refusal: errors.WalletError) -> Failure:
+        stake_tx = self.txs.get((call.client, call.stake_id))
+        key = AccountKey(call.client, stake_tx.user_id if stake_tx else "", stake_tx.currency if stake_tx else "")
+        purpose = Purpose.UNSETTLE if call.new_payout is None else Purpose.RESETTLE
+        amount = call.new_payout if call.new_payout is not None else "unsettle"
+        return Failure(CreditCommand(call.transaction_id, key, amount, purpose, call.stake_id, call.reference), refusal)
+
     # ------------------------------------------------------------ helpers
 
     def _tombstone(self, client: str, transaction_id: str, reference: str) -> Tx:
@@ -450,7 +693,7 @@ class Book:
     def _close(self, stake: Stake, state: StakeState, by: Tx) -> None:
         stake.state = state
         stake.closed_by = by
-        if not stake.is_new:
+        if not stake.is_new and not any(s is stake for s, _ in self.corrected_stakes):
             self.closed_stakes.append(stake)
 
     def view(self, tx: Tx) -> TransactionView:
@@ -482,3 +725,43 @@ def describe(key: AccountKey) -> str:
 
 def not_found(key: AccountKey) -> errors.AccountNotFound:
     return errors.AccountNotFound(f"no wallet {describe(key)}; open it first", user_id=key.user_id)
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One operator action, written in the same database transaction as its money movement."""
+
+    at: datetime
+    client: str
+    actor: str
+    action: str
+    transaction_id: str
+    target: str
+    reason: str
+    outcome: str  # applied, replayed, or the refusal's reason
+
+    def row(self) -> dict[str, object]:
+        return {"at": self.at, "client": self.client[:128], "actor": self.actor[:128], "action": self.action[:32],
+                "transaction_id": self.transaction_id[:128], "target": self.target[:128],
+                "reason": self.reason[:512], "outcome": self.outcome[:32]}
+
+
+def audit_row(now: datetime, call: Call, note: AuditNote, outcome: Outcome) -> AuditRow:
+    target = ""
+    if isinstance(call, DebitCall):
+        client, tid = call.client, ",".join(item.transaction_id for item, _, _ in call.items)
+    elif isinstance(call, CreditCall):
+        client, tid, target = call.command.account.client, call.command.transaction_id, call.command.settles_transaction_id
+        if not target:
+            target = f"{call.command.account.user_id}/{call.command.account.currency}"
+    elif isinstance(call, CorrectionCall):
+        client, tid, target = call.client, call.transaction_id, call.stake_id
+    elif isinstance(call, CancelCall):
+        client, tid, target = call.client, call.transaction_id, call.transaction_id
+    else:
+        client, tid = call.client, ",".join(call.transaction_ids)
+    if isinstance(outcome, errors.WalletError):
+        result = outcome.reason
+    else:
+        result = "replayed" if getattr(outcome, "replayed", False) else "applied"
+    return AuditRow(now, client, note.actor, note.action, tid, target, note.reason, result)

@@ -33,12 +33,10 @@ DEFAULT_GRPC = "127.0.0.1:50051"
 DEFAULT_HTTP = "127.0.0.1:8080"
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, fmt: str = "plain") -> None:
+    from wallet_core.logs import configure_logging
+
+    configure_logging(level, fmt)
 
 
 def _settings(config: Path | None, **overrides: Any) -> Any:
@@ -107,6 +105,10 @@ config_option = click.option(
     "--config", "config", type=click.Path(path_type=Path, dir_okay=False), envvar="WALLET_CONFIG",
     help="TOML file with settings (environment variables WALLET_* win over it).",
 )
+metrics_option = click.option(
+    "--metrics", "metrics_addr", default=None, metavar="HOST:PORT",
+    help="Serve the core's Prometheus /metrics here [default: off, or WALLET_METRICS_ADDR].",
+)
 db_option = click.option("--db", "db", metavar="URL", help="Database URL [default: sqlite:///wallet.db, or WALLET_DATABASE_URL].")
 
 
@@ -129,6 +131,7 @@ def _build_ledger(settings: Any, *, create: bool = True) -> Any:
     ledger = Ledger(
         engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
         max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
+        clawback=settings.clawback_policies(),
     )
     try:  # refuse to start on an old schema, or with a currency scale the ledger does not keep
         check_schema(engine)
@@ -161,9 +164,11 @@ DEFAULT_SERVE_CLIENTS = "fanteam"
 @click.option("--clients", "dev_clients", default=DEFAULT_SERVE_CLIENTS, envvar="WALLET_SERVE_CLIENTS", show_default=True,
               metavar="C1,C2", help="Clients the generated access token may act for (env WALLET_SERVE_CLIENTS); "
                                     "'*' for every client.")
+@metrics_option
 @db_option
 @config_option
-def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: str | None, config: Path | None) -> None:
+def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metrics_addr: str | None, db: str | None,
+          config: Path | None) -> None:
     """Run the core and the betflex edge together (embedded SQLite by default), migrating first.
 
     Tokens: a generated access token, kept in the data directory, may act for --clients; it is
@@ -178,15 +183,17 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
     from edge_http.app import run as run_edge
     from edge_http.auth import TokenVerifier
     from edge_http.config import EdgeSettings
-    from wallet_core.grpc_api.server import create_server
+    from wallet_core import tracing
+    from wallet_core.grpc_api.server import create_server, serve_metrics
     from wallet_core.storage.migrate import upgrade
 
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr)
+    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr)
     try:
         edge = EdgeSettings(**({"http_addr": http_addr} if http_addr else {}))
     except ValidationError as exc:
         raise click.UsageError(f"configuration: {exc}") from None
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format)
+    tracer = tracing.start("wallet")
     clients = sorted({c.strip() for c in dev_clients.split(",") if c.strip()})
     if not clients or any(";" in c or "=" in c for c in clients):
         raise click.UsageError("--clients / WALLET_SERVE_CLIENTS: expected client names separated by ',' (or '*')")
@@ -218,8 +225,9 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
     parse_token_spec(grpc_tokens)  # the generated entries are well-formed: the configured part was checked
     settings = settings.model_copy(update={"grpc_tokens": grpc_tokens})
     upgrade(settings.database_url)
-    server, port = create_server(settings, _build_ledger(settings))
+    server, port = create_server(settings, _build_ledger(settings), tracer_provider=tracer)
     server.start()
+    serve_metrics(settings, server)
     edge = edge.model_copy(update={"core_addr": f"127.0.0.1:{port}"})
     host, _, http_port = edge.http_addr.rpartition(":")
     url = f"http://{host}:{http_port}"
@@ -262,22 +270,27 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, db: st
 
 @cli.command()
 @click.option("--grpc", "grpc_addr", default=None, metavar="HOST:PORT", help=f"gRPC address [default: {DEFAULT_GRPC}].")
+@metrics_option
 @db_option
 @config_option
 @click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
 @click.option("--insecure-no-auth", is_flag=True, help="Accept calls without a token (local trials only).")
-def core(grpc_addr: str | None, db: str | None, config: Path | None, migrate: bool, insecure_no_auth: bool) -> None:
+def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config: Path | None, migrate: bool,
+         insecure_no_auth: bool) -> None:
     """Run the gRPC wallet core."""
+    from wallet_core import tracing
     from wallet_core.grpc_api.server import serve_forever
     from wallet_core.storage.migrate import upgrade
 
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, insecure_no_auth=insecure_no_auth or None)
-    _configure_logging(settings.log_level)
+    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr,
+                         insecure_no_auth=insecure_no_auth or None)
+    _configure_logging(settings.log_level, settings.log_format)
     _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
+    tracer = tracing.start()
     if migrate:
         upgrade(settings.database_url)
     # without --migrate a missing database is not made empty; an old schema is refused (_build_ledger)
-    serve_forever(settings, _build_ledger(settings, create=migrate))
+    serve_forever(settings, _build_ledger(settings, create=migrate), tracer_provider=tracer)
 
 
 @cli.command()
@@ -296,7 +309,7 @@ def edge(http_addr: str | None, core_addr: str | None, insecure_no_auth: bool) -
         settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise invalid_settings(exc) from None
-    _configure_logging("INFO")
+    _configure_logging(settings.log_level, settings.log_format)
     _check_listen(settings.http_addr, "--http or WALLET_HTTP_ADDR")
     run_edge(settings)  # no edge token: EdgeConfigError, reported as one line naming WALLET_EDGE_TOKENS
 
@@ -347,15 +360,19 @@ def reconcile(db: str | None, config: Path | None) -> None:
     """Check every ledger invariant; exit 1 on any violation. Never creates a database."""
     from wallet_core.reconcile import reconcile as run
     from wallet_core.storage.engine import make_engine
-    from wallet_core.storage.migrate import check_schema
+    from wallet_core.storage.migrate import current_revision, head_revision
 
     settings = _settings(config, database_url=db)
     engine = make_engine(settings.database_url, pool_size=1, create=False)
     try:
-        try:
-            check_schema(engine)
-        except RuntimeError as exc:
-            raise CommandError(str(exc), reason="SCHEMA_OUT_OF_DATE") from None
+        current, head = current_revision(engine), head_revision()
+        if current is None:
+            raise CommandError("this database holds no wallet ledger (no schema): run `wallet db upgrade` to create one",
+                               reason="SCHEMA_OUT_OF_DATE")
+        if current != head:
+            # a ledger that cannot be upgraded (e.g. damaged by an old bug) is exactly one to check
+            click.echo(f"warning: the schema is at revision {current}, the newest is {head}; the checks of newer "
+                       "tables are skipped (`wallet db upgrade` brings them)", err=True)
         result = run(engine)
     finally:
         engine.dispose()

@@ -52,6 +52,7 @@ def client_exit_code(error: Exception) -> Exit:
         errors.CurrencyMismatch: Exit.REFUSED,
         errors.StakeMismatch: Exit.REFUSED,
         errors.NotCancellable: Exit.REFUSED,
+        errors.NotSettled: Exit.REFUSED,
         errors.IdempotencyConflict: Exit.REFUSED,
         errors.Unauthenticated: Exit.USAGE,  # the token: fix it, retrying will not help
         errors.PermissionDenied: Exit.USAGE,

@@ -8,11 +8,16 @@ The batch runs as one transaction with one COMMIT, so many calls share one fsync
 wallet's calls are serialised here in memory instead of queueing on a database row lock.
 A call's refusal is its own: the rules are applied call by call (wallet_core.book), so a
 refused call neither fails nor holds up the rest of its batch.
+
+Observing it: `on_batch(size, seconds)` is called after every batch (for metrics), `depth()`
+tells how many calls wait. A batch of one runs in its caller's context (contextvars), so the
+caller's trace and request id reach the database work; a shared batch runs in its own.
 """
 
 from __future__ import annotations
 
 import logging
+import contextvars
 import queue
 import threading
 import time
@@ -38,13 +43,15 @@ class Committer(Generic[C, R]):
         max_batch: int = 128,
         max_wait: float = 0.0,
         name: str = "wallet-committer",
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._run_batch = run_batch
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._queue: queue.SimpleQueue[tuple[C, Future[R]] | object] = queue.SimpleQueue()
+        self.on_batch = on_batch
+        self._queue: queue.SimpleQueue[tuple[C, Future[R], contextvars.Context] | object] = queue.SimpleQueue()
         self._closed = False
         self.batches = 0
         self.calls = 0
@@ -55,8 +62,12 @@ class Committer(Generic[C, R]):
         if self._closed:
             raise errors.Unavailable("the ledger is shutting down; retry on another instance")
         future: Future[R] = Future()
-        self._queue.put((call, future))
+        self._queue.put((call, future, contextvars.copy_context()))
         return future.result(timeout)
+
+    def depth(self) -> int:
+        """Calls waiting for a batch (approximate, as any queue size read by another thread)."""
+        return self._queue.qsize()
 
     def close(self) -> None:
         self._closed = True
@@ -85,16 +96,24 @@ class Committer(Generic[C, R]):
             if stop:
                 return
 
-    def _run(self, batch: list[tuple[C, Future[R]]]) -> None:
+    def _run(self, batch: list[tuple[C, Future[R], contextvars.Context]]) -> None:
         self.batches += 1
         self.calls += len(batch)
+        calls = [call for call, _, _ in batch]
+        started = time.perf_counter()
         try:
-            results = self._run_batch([call for call, _ in batch])
+            if len(batch) == 1:
+                results = batch[0][2].run(self._run_batch, calls)
+            else:
+                results = self._run_batch(calls)
         except BaseException as exc:  # the whole batch failed: every caller gets the error
             if not isinstance(exc, errors.WalletError):
                 log.exception("a batch of %d calls failed", len(batch))
-            for _, future in batch:
+            for _, future, _ in batch:
                 future.set_exception(exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        finally:
+            if self.on_batch is not None:
+                self.on_batch(len(batch), time.perf_counter() - started)
+        for (_, future, _), result in zip(batch, results, strict=True):
             future.set_result(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -38,7 +38,12 @@ class Settings(BaseSettings):
     group_commit_max_batch: int = Field(default=128, gt=0, le=10_000)
     group_commit_max_wait: float = Field(default=0.0, ge=0, le=1.0)
     log_level: str = "INFO"
+    log_format: Literal["plain", "json"] = "plain"
+    metrics_addr: str | None = None
     insecure_no_auth: bool = False
+    # what a settlement correction does when the player already spent the payout: `refuse` or
+    # `debt`, for every client, or per client: `fanteam=debt,*=refuse` (see docs/decisions.md)
+    clawback: str = "refuse"
 
     @classmethod
     def settings_customise_sources(
@@ -59,9 +64,11 @@ class Settings(BaseSettings):
             return json.loads(value) if value.lstrip().startswith("{") else parse_overrides(value)
         return value
 
-    @field_validator("grpc_addr")
+    @field_validator("grpc_addr", "metrics_addr")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
@@ -74,6 +81,26 @@ class Settings(BaseSettings):
 
         parse_token_spec(value)  # raises ValueError naming the bad entry, never the token
         return value
+
+    @field_validator("metrics_addr", mode="before")
+    @classmethod
+    def _optional(cls, value: Any) -> Any:
+        return None if value == "" else value  # WALLET_METRICS_ADDR= (empty): no metrics port
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("clawback")
+    @classmethod
+    def _clawback(cls, value: str) -> str:
+        parse_clawback(value)  # raises ValueError naming the bad entry
+        return value
+
+    def clawback_policies(self) -> dict[str, Any]:
+        """client -> ClawbackPolicy; the key "*" is every other client."""
+        return parse_clawback(self.clawback)
 
     @field_validator("log_level")
     @classmethod
@@ -118,3 +145,19 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     values.update({name: getattr(env, name) for name in env.model_fields_set})
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
+
+
+def parse_clawback(text: str) -> dict[str, Any]:
+    """`refuse`, `debt`, or `client=policy,...` with `*` for every other client (default `refuse`)."""
+    from wallet_core.domain import ClawbackPolicy
+
+    policies: dict[str, Any] = {"*": ClawbackPolicy.REFUSE}
+    choices = ", ".join(p.value for p in ClawbackPolicy)
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        client, sep, name = entry.rpartition("=")
+        client = client.strip() if sep else "*"
+        try:
+            policies[client or "*"] = ClawbackPolicy(name.strip().lower())
+        except ValueError:
+            raise ValueError(f"clawback entry {entry!r}: the policy must be one of {choices}") from None
+    return policies

@@ -25,6 +25,8 @@ class Purpose(enum.StrEnum):
     DEPOSIT = "deposit"
     ADJUSTMENT = "adjustment"
     CANCEL = "cancel"
+    UNSETTLE = "unsettle"  # reverses a settlement: the payout clawed back, the stake open again
+    RESETTLE = "resettle"  # replaces a settlement's payout with another one, the stake staying settled
 
 
 DEBIT_PURPOSES = frozenset({Purpose.STAKE, Purpose.WITHDRAWAL})
@@ -53,9 +55,10 @@ class AccountKind(enum.StrEnum):
     IN_PLAY = "in_play"
     HOUSE = "house"
     CASHIER = "cashier"
+    RECEIVABLE = "receivable"  # what players owe after a clawback took more than their wallet held (<= 0)
 
 
-SYSTEM_KINDS = (AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER)
+SYSTEM_KINDS = (AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER, AccountKind.RECEIVABLE)
 
 
 class CancelOutcome(enum.StrEnum):
@@ -81,8 +84,8 @@ class AccountKey:
     currency: str
 
     def validate(self) -> None:
-        check_identifier("account.client", self.client)
-        check_identifier("account.user_id", self.user_id)
+        canonical_id("account.client", self.client)
+        canonical_id("account.user_id", self.user_id)
         if not self.currency:
             raise InvalidArgument("account.currency is required")
 
@@ -104,6 +107,19 @@ class CreditCommand:
     purpose: Purpose
     settles_transaction_id: str = ""
     reference: str = ""
+
+
+@dataclass(frozen=True)
+class SettleItem:
+    """One payout of a SettleBatch: a PAYOUT credit and what the caller says about it.
+
+    `stake_amount`: the stake the caller believes was taken ("" = not checked); `payout_cap`:
+    the most all applied payouts of the client with the command's reference (in its currency)
+    may total ("" = no cap). Both are decimal strings in the account's currency."""
+
+    command: CreditCommand
+    stake_amount: str = ""
+    payout_cap: str = ""
 
 
 # ---- views returned by the service (amounts already formatted as decimal strings) ----
@@ -189,6 +205,9 @@ class SettlementFailureView:
     first_seen: datetime
     last_seen: datetime
     resolved_at: datetime | None
+    resolution: str = ""  # settled, resolved, dismissed (Resolution); "" while open
+    resolved_by: str = ""
+    resolution_note: str = ""
 
 
 # ---- rules ----
@@ -244,6 +263,11 @@ def postings(purpose: Purpose, amount: int, *, stake_amount: int = 0) -> list[Po
                 Posting(house, -amount),
                 Posting(user, amount),
             ]
+        case Purpose.UNSETTLE | Purpose.RESETTLE:  # with the wallet covering it; see correction_postings
+            new_payout = None if purpose == Purpose.UNSETTLE else amount
+            old_payout = amount if purpose == Purpose.UNSETTLE else 0
+            legs = correction_postings(stake_amount=stake_amount, old_payout=old_payout, new_payout=new_payout,
+                                       user_legs=[Posting(user, (new_payout or 0) - old_payout)])
     assert sum(p.amount for p in legs) == 0, "postings must sum to zero"
     return legs
 
@@ -279,3 +303,171 @@ class BalanceSheet:
     def apply(self, account_id: int, delta: int) -> int:
         self.balances[account_id] = self.balances.get(account_id, 0) + delta
         return self.balances[account_id]
+
+
+# ---- settlement corrections (unsettle, resettle), clawback and player debt
+
+
+class ClawbackPolicy(enum.StrEnum):
+    """What a correction does when it must take back more than the wallet holds (docs/decisions.md).
+
+    REFUSE: the correction is refused with INSUFFICIENT_FUNDS and kept in the operator queue.
+    DEBT: what the wallet holds is taken and the rest is recorded as the player's debt (the
+    wallet's `debt`, mirrored by the client's receivable account); later credits pay it off first.
+    """
+
+    REFUSE = "refuse"
+    DEBT = "debt"
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """Who asked for an operator action and why; written with the action's money movement."""
+
+    actor: str
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    transaction: TransactionView  # the correcting transaction (purpose UNSETTLE or RESETTLE)
+    replayed: bool
+    previous_payout: str  # the payout the correction replaced or reversed
+    taken: str  # taken back from the wallet's balance
+    debt_added: str  # recorded as the player's debt (DEBT policy)
+    debt_repaid: str  # debt paid off by the correction (a resettle that raised the payout)
+
+
+def user_movement(balance: int, debt: int, delta: int, policy: ClawbackPolicy) -> tuple[list[Posting], int, int]:
+    """The user-side legs of moving `delta` (signed) into a wallet of `balance` owing `debt`.
+
+    Money in pays the debt off first (RECEIVABLE leg), the rest reaches the balance. Money out
+    comes from the balance; what the balance cannot cover becomes debt under the DEBT policy and
+    is refused (InsufficientFunds) under REFUSE. Returns (legs, taken from the balance, debt added);
+    the legs sum to `delta`.
+    """
+    user, receivable = AccountKind.USER, AccountKind.RECEIVABLE
+    if delta >= 0:
+        repaid = min(debt, delta)
+        return _nonzero([Posting(user, delta - repaid), Posting(receivable, repaid)]), 0, -repaid
+    owed = -delta
+    taken = min(balance, owed)
+    short = owed - taken
+    if short and policy == ClawbackPolicy.REFUSE:
+        from wallet_core.errors import InsufficientFunds
+
+        raise InsufficientFunds(f"the wallet holds {balance} minor units, the clawback needs {owed}")
+    return _nonzero([Posting(user, -taken), Posting(receivable, -short)]), taken, short
+
+
+def _nonzero(legs: list[Posting]) -> list[Posting]:
+    return [leg for leg in legs if leg.amount]
+
+
+def repay_first(legs: list[Posting], debt: int) -> tuple[list[Posting], int]:
+    """A credit's legs with what the wallet owes paid off first: (legs, repaid). Legs still sum to zero."""
+    if debt <= 0:
+        return legs, 0
+    out: list[Posting] = []
+    repaid = 0
+    for leg in legs:
+        if leg.kind == AccountKind.USER and leg.amount > 0 and repaid < debt:
+            part = min(debt - repaid, leg.amount)
+            repaid += part
+            out += [Posting(AccountKind.USER, leg.amount - part), Posting(AccountKind.RECEIVABLE, part)]
+        else:
+            out.append(leg)
+    return out, repaid
+
+
+def correction_postings(
+    *, stake_amount: int, old_payout: int, new_payout: int | None, user_legs: list[Posting]
+) -> list[Posting]:
+    """The entries of a correction of a settled stake (user legs from `user_movement`).
+
+    unsettle (new_payout None): the house takes the payout back (user legs sum to -old_payout)
+    and gives the stake back to in_play (the stake is open again): house +P, house -S, in_play +S.
+    resettle: the house takes the old payout back and pays the new one: house +P_old, house -P_new.
+    """
+    house, in_play = AccountKind.HOUSE, AccountKind.IN_PLAY
+    legs = list(user_legs) + [Posting(house, old_payout)]
+    if new_payout is None:
+        legs += [Posting(house, -stake_amount), Posting(in_play, stake_amount)]
+    else:
+        legs.append(Posting(house, -new_payout))
+    assert sum(p.amount for p in legs) == 0, "postings must sum to zero"
+    return legs
+
+
+def canonical_id(name: str, value: object) -> str:
+    """A user or client id as the ledger keeps it: refused when it would name a wallet betflex can
+    never reach (surrounding spaces, a number with leading zeros). See docs/decisions.md."""
+    text = check_identifier(name, value)
+    if text != text.strip():
+        raise InvalidArgument(f"{name} {text!r} has leading or trailing spaces; the ledger does not trim ids")
+    if text.isascii() and text.isdigit() and len(text) > 1 and text.startswith("0"):
+        raise InvalidArgument(f"{name} {text!r} is a number with leading zeros; write it as {text.lstrip('0') or '0'}")
+    return text
+
+
+# ---- operator views
+
+
+class Resolution(enum.StrEnum):
+    """How an entry of the failed-settlement queue was closed."""
+
+    SETTLED = "settled"  # a later call with the same id succeeded
+    RESOLVED = "resolved"  # an operator fixed it by other means (e.g. `wallet settle` with another id)
+    DISMISSED = "dismissed"  # an operator decided nothing is owed
+
+
+@dataclass(frozen=True)
+class AuditView:
+    id: int
+    at: datetime
+    client: str
+    actor: str
+    action: str
+    transaction_id: str
+    target: str
+    reason: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class TransactionLookup:
+    """Everything the ledger knows about one transaction id: for a stake, its whole story."""
+
+    transaction: TransactionView | None  # None when the id was never used (failures may still name it)
+    related: list[TransactionView]  # settlements, cancels and corrections of the stake, oldest first
+    failures: list[SettlementFailureView]  # refused payouts and corrections naming it
+    audit: list[AuditView]  # operator actions on it
+
+
+@dataclass(frozen=True)
+class OpenStakeView:
+    transaction: TransactionView
+    age_seconds: int
+
+
+@dataclass(frozen=True)
+class OpenStakeTotal:
+    client: str
+    currency: str
+    count: int
+    amount: str
+
+
+@dataclass(frozen=True)
+class OpenStakes:
+    stakes: list[OpenStakeView]  # oldest first, at most the limit
+    totals: list[OpenStakeTotal]  # over every open stake older than the age, per currency
+
+
+@dataclass(frozen=True)
+class SystemBalanceView:
+    client: str
+    currency: str
+    kind: AccountKind
+    balance: str

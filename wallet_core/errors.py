@@ -71,6 +71,12 @@ class NotCancellable(WalletError):
     reason = "NOT_CANCELLABLE"
 
 
+class NotSettled(WalletError):
+    """An unsettle or resettle named a stake that is open: there is no settlement to correct."""
+
+    reason = "NOT_SETTLED"
+
+
 class IdempotencyConflict(WalletError):
     reason = "IDEMPOTENCY_CONFLICT"
 
@@ -81,6 +87,18 @@ class Unauthenticated(WalletError):
 
 class PermissionDenied(WalletError):
     reason = "PERMISSION_DENIED"
+
+
+class StakeAmountMismatch(WalletError):
+    """A payout names another stake amount than the stake that was taken (betflex: stake_mismatch)."""
+
+    reason = "STAKE_AMOUNT_MISMATCH"
+
+
+class PayoutCapExceeded(WalletError):
+    """The payouts of one reference (a betflex pool) would total more than their cap (its overdraw)."""
+
+    reason = "PAYOUT_CAP_EXCEEDED"
 
 
 class Unavailable(WalletError):
@@ -102,10 +120,13 @@ ALL_ERRORS: tuple[type[WalletError], ...] = (
     CurrencyMismatch,
     StakeMismatch,
     NotCancellable,
+    NotSettled,
     IdempotencyConflict,
     Unauthenticated,
     PermissionDenied,
     Unavailable,
+    StakeAmountMismatch,
+    PayoutCapExceeded,
 )
 
 BY_REASON: dict[str, type[WalletError]] = {cls.reason: cls for cls in ALL_ERRORS}

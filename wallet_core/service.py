@@ -29,23 +29,26 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from wallet_core import errors
 from wallet_core.book import (
     Book,
     CancelCall,
     Call,
+    CorrectionCall,
     CreditCall,
     DebitCall,
     Failure,
     FenceCall,
     Outcome,
+    SettleCall,
+    SettleOutcome,
     not_found,
     transaction_view,
 )
@@ -59,7 +62,10 @@ from wallet_core.domain import (
     AccountKind,
     AccountStatus,
     AccountView,
+    AuditNote,
     CancelResult,
+    ClawbackPolicy,
+    CorrectionResult,
     CreditCommand,
     CreditResult,
     DebitItem,
@@ -67,7 +73,16 @@ from wallet_core.domain import (
     FenceResult,
     Purpose,
     SettlementFailurePage,
+    AuditView,
+    OpenStakes,
+    OpenStakeTotal,
+    OpenStakeView,
+    Resolution,
     SettlementFailureView,
+    SystemBalanceView,
+    TransactionLookup,
+    SettleItem,
+    TxStatus,
     TransactionPage,
     check_identifier,
     check_reference,
@@ -75,21 +90,46 @@ from wallet_core.domain import (
     debit_fingerprint,
 )
 from wallet_core.storage import repository
-from wallet_core.storage.engine import READ_ONLY, is_sqlite
+from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
-from wallet_core.storage.schema import accounts, settlement_failures, stakes, transactions
+from wallet_core.storage.schema import accounts, audit_log, settlement_failures, stakes, transactions
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MAX_DEBIT_ITEMS = 100
+MAX_SETTLE_ITEMS = 500
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+MAX_ROW_ID = 2**63 - 1  # BIGINT
+# seconds after which a failing write starts no new attempt (docs/decisions.md)
+RETRY_BUDGET = 3.0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class LedgerObserver(Protocol):
+    """What an operator wants counted (wallet_core.grpc_api.observe turns it into metrics)."""
+
+    def batch_committed(self, size: int, seconds: float) -> None: ...
+
+    def database_retry(self, reason: str) -> None: ...
+
+    def settlement_failures(self, count: int) -> None: ...
+
+
+class _Unobserved:
+    def batch_committed(self, size: int, seconds: float) -> None:
+        pass
+
+    def database_retry(self, reason: str) -> None:
+        pass
+
+    def settlement_failures(self, count: int) -> None:
+        pass
 
 
 class Ledger:
@@ -109,8 +149,11 @@ class Ledger:
         max_wait: float = 0.0,
         max_attempts: int = 12,
         clock: Callable[[], datetime] = _now,
+        clawback: dict[str, ClawbackPolicy] | None = None,
     ) -> None:
         self.engine = engine
+        # client -> what a correction does when the wallet cannot cover a clawback; "*" for the rest
+        self.clawback = {"*": ClawbackPolicy.REFUSE, **(clawback or {})}
         self.currencies = currencies
         self.max_attempts = max_attempts
         self.clock = clock
@@ -118,9 +161,20 @@ class Ledger:
         # than letting them spin on the database lock.
         self._write_lock: Any = threading.Lock() if is_sqlite(engine) else nullcontext()
         self._system_ids: dict[tuple[str, str], dict[AccountKind, int]] = {}
+        self.observer: LedgerObserver = _Unobserved()
         self._committer: Committer[Call, Outcome] | None = (
             Committer(self._run_batch, max_batch=max_batch, max_wait=max_wait) if group_commit else None
         )
+
+    def observe(self, observer: LedgerObserver) -> None:
+        """Report batches, database retries and new settlement failures to `observer` from now on."""
+        self.observer = observer
+        if self._committer is not None:
+            self._committer.on_batch = observer.batch_committed
+
+    def queue_depth(self) -> int:
+        """Calls waiting for the group committer."""
+        return self._committer.depth() if self._committer is not None else 0
 
     # ------------------------------------------------------------------ accounts
 
@@ -175,14 +229,14 @@ class Ledger:
 
     # ------------------------------------------------------------------ money calls
 
-    def debit(self, items: Sequence[DebitItem]) -> DebitResult:
+    def debit(self, items: Sequence[DebitItem], *, audit: AuditNote | None = None) -> DebitResult:
         """Apply every item or none. Items of one call share a client and have distinct ids."""
         parsed = self._validate_debit(items)
         batch_ids = tuple(sorted(item.transaction_id for item, _, _ in parsed))
         hashes = [debit_fingerprint(item, minor, batch_ids) for item, _, minor in parsed]
-        return self._submit(DebitCall(parsed, hashes))  # type: ignore[return-value]
+        return self._submit(DebitCall(parsed, hashes, audit))  # type: ignore[return-value]
 
-    def credit(self, command: CreditCommand) -> CreditResult:
+    def credit(self, command: CreditCommand, *, audit: AuditNote | None = None) -> CreditResult:
         key = command.account
         check_identifier("transaction_id", command.transaction_id)
         key.validate()
@@ -202,14 +256,113 @@ class Ledger:
             if command.purpose == Purpose.PAYOUT:
                 self._note_settlement_failure(command, refusal)
             raise
-        call = CreditCall(command, currency, minor, credit_fingerprint(command, minor))
+        call = CreditCall(command, currency, minor, credit_fingerprint(command, minor), audit)
         return self._submit(call)  # type: ignore[return-value]
 
-    def cancel(self, client: str, transaction_id: str, reference: str = "") -> CancelResult:
+    def settle(self, items: Sequence[SettleItem]) -> list[SettleOutcome]:
+        """Many PAYOUT credits of one client, each judged on its own, in one database transaction.
+
+        Each item's outcome is its CreditResult (a replay of an earlier settlement included) or
+        its refusal, in order; a refused item is kept in the settlement-failure queue. Only what
+        concerns the call as a whole raises: no items, too many, several clients, repeated ids."""
+        if not items:
+            raise errors.InvalidArgument("a settlement batch needs at least one item")
+        if len(items) > MAX_SETTLE_ITEMS:
+            raise errors.InvalidArgument(f"a settlement batch takes at most {MAX_SETTLE_ITEMS} items, got {len(items)}")
+        clients = {item.command.account.client for item in items}
+        if len(clients) > 1:
+            raise errors.InvalidArgument("all items of a settlement batch must belong to the same client")
+        check_identifier("items[0].account.client", next(iter(clients)))
+        if len({item.command.transaction_id for item in items}) != len(items):
+            raise errors.InvalidArgument("the items of a settlement batch must have distinct transaction ids")
+        calls: list[CreditCall | errors.WalletError] = []
+        for item in items:
+            try:
+                calls.append(self._settle_call(item))
+            except errors.WalletError as refusal:
+                self._note_settlement_failure(item.command, refusal)
+                calls.append(refusal)
+        outcomes: list[SettleOutcome] = list(calls)  # type: ignore[arg-type]
+        pending = self._replays(calls, outcomes)
+        if pending:
+            settled = self._submit(SettleCall([calls[n] for n in pending]))
+            for n, outcome in zip(pending, settled, strict=True):  # type: ignore[arg-type]
+                outcomes[n] = outcome
+        return outcomes
+
+    def _replays(self, calls: list[CreditCall | errors.WalletError], outcomes: list[SettleOutcome]) -> list[int]:
+        """Answer from one read the items settled before with the same content (an applied payout never
+        changes); the positions of the rest, which go to a batch. A redelivered /winners costs one SELECT."""
+        credits = {n: call for n, call in enumerate(calls) if isinstance(call, CreditCall)}
+        if not credits:
+            return []
+        names = {(c.command.account.client, c.command.transaction_id) for c in credits.values()}
+        with self._read() as conn:
+            found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, repository.transactions_named(conn, names))}
+        pending = []
+        for n, call in credits.items():
+            tx = found.get((call.command.account.client, call.command.transaction_id))
+            if tx is not None and tx.request_hash == call.request_hash and tx.status == TxStatus.APPLIED:
+                outcomes[n] = CreditResult(transaction_view(self.currencies, tx), replayed=True)
+            else:
+                pending.append(n)
+        return pending
+
+    def _settle_call(self, item: SettleItem) -> CreditCall:
+        command = item.command
+        if command.purpose != Purpose.PAYOUT:
+            raise errors.InvalidArgument("every item of a settlement batch is a PAYOUT")
+        check_identifier("transaction_id", command.transaction_id)
+        command.account.validate()
+        check_reference(command.reference)
+        check_identifier("settles_transaction_id", command.settles_transaction_id)
+        currency = self.currencies.get(command.account.currency)
+        minor = currency.parse(command.amount)
+        stake_minor = currency.parse(item.stake_amount, field="stake_amount") if item.stake_amount else None
+        if stake_minor == 0:
+            raise errors.InvalidAmount("stake_amount must be greater than zero (a stake is never zero)")
+        cap_minor = currency.parse(item.payout_cap, field="payout_cap") if item.payout_cap else None
+        if cap_minor is not None and not command.reference:
+            raise errors.InvalidArgument("a payout_cap needs a reference: the group of payouts it caps")
+        return CreditCall(command, currency, minor, credit_fingerprint(command, minor),
+                          stake_minor=stake_minor, cap_minor=cap_minor)
+
+    def cancel(self, client: str, transaction_id: str, reference: str = "", *,
+               audit: AuditNote | None = None) -> CancelResult:
         check_identifier("client", client)
         check_identifier("transaction_id", transaction_id)
         check_reference(reference)
-        return self._submit(CancelCall(client, transaction_id, reference))  # type: ignore[return-value]
+        return self._submit(CancelCall(client, transaction_id, reference, audit))  # type: ignore[return-value]
+
+    def unsettle(self, client: str, transaction_id: str, stake_id: str, reference: str = "", *,
+                 policy: ClawbackPolicy | None = None, audit: AuditNote | None = None) -> CorrectionResult:
+        """Reverse a settled stake's settlement: its payout is clawed back and the stake is open again.
+
+        Idempotent by `transaction_id`. What the wallet cannot cover follows `policy`, else the
+        client's configured clawback policy (WALLET_CLAWBACK).
+        """
+        return self._correct(client, transaction_id, stake_id, None, reference, policy, audit)
+
+    def resettle(self, client: str, transaction_id: str, stake_id: str, amount: str, reference: str = "", *,
+                 policy: ClawbackPolicy | None = None, audit: AuditNote | None = None) -> CorrectionResult:
+        """Replace a settled stake's payout with `amount`, atomically (the stake stays settled)."""
+        if not isinstance(amount, str) or not amount:
+            raise errors.InvalidAmount("amount is required for a resettle")
+        return self._correct(client, transaction_id, stake_id, amount, reference, policy, audit)
+
+    def clawback_policy(self, client: str) -> ClawbackPolicy:
+        return self.clawback.get(client, self.clawback["*"])
+
+    def _correct(self, client: str, transaction_id: str, stake_id: str, amount: str | None, reference: str,
+                 policy: ClawbackPolicy | None, audit: AuditNote | None) -> CorrectionResult:
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        check_identifier("settles_transaction_id", stake_id)
+        check_reference(reference)
+        check_audit(audit)
+        call = CorrectionCall(client, transaction_id, stake_id, amount, reference,
+                              policy or self.clawback_policy(client), audit)
+        return self._submit(call)  # type: ignore[return-value]
 
     def fence(self, client: str, transaction_ids: Sequence[str], reference: str = "") -> FenceResult:
         """Make the fate of each id final without moving money: tombstone the unknown ones, report the rest.
@@ -288,7 +441,14 @@ class Ledger:
         return parsed
 
     def _submit(self, call: Call) -> Outcome:
-        outcome = self._committer.submit(call) if self._committer is not None else self._run_batch([call])[0]
+        if self._committer is not None:
+            outcome = self._committer.submit(call)
+        else:  # without group commit every call is a batch of one, observed the same way
+            started = time.perf_counter()
+            try:
+                outcome = self._run_batch([call])[0]
+            finally:
+                self.observer.batch_committed(1, time.perf_counter() - started)
         if isinstance(outcome, errors.WalletError):
             raise outcome
         return outcome
@@ -299,10 +459,15 @@ class Ledger:
             repository.load(conn, book, calls)
             outcomes = [book.apply(call) for call in calls]
             repository.write(conn, book)
+            failures[0] = len(book.failures)
             return outcomes
 
+        failures = [0]
         try:
-            return self._write(work)
+            outcomes = self._write(work)
+            if failures[0]:
+                self.observer.settlement_failures(failures[0])
+            return outcomes
         except errors.WalletError:
             raise
         except Exception:
@@ -325,6 +490,7 @@ class Ledger:
         """Keep a payout refused before it reached a batch (bad amount, unknown currency) for operators."""
         try:
             self._write(lambda conn: repository.record_failures(conn, self.clock(), [Failure(command, refusal)]))
+            self.observer.settlement_failures(1)
         except Exception:
             log.exception("could not record the refused payout %r", command.transaction_id)
 
@@ -382,15 +548,152 @@ class Ledger:
         more = len(rows) > limit
         rows = rows[:limit]
         token = _encode_page_token(rows[-1].id) if more else ""
-        return SettlementFailurePage([
-            SettlementFailureView(
-                client=r.client, transaction_id=r.transaction_id, settles_transaction_id=r.settles_transaction_id,
-                account=AccountKey(r.client, r.user_id, r.currency), amount=r.amount, reason=r.reason,
-                message=r.message, attempts=r.attempts, first_seen=aware(r.first_seen),
-                last_seen=aware(r.last_seen), resolved_at=aware(r.resolved_at) if r.resolved_at else None,
-            )
-            for r in rows
-        ], token)
+        return SettlementFailurePage([_failure_view(r) for r in rows], token)
+
+    # ------------------------------------------------------------------ operators
+
+    def resolve_settlement_failure(self, client: str, transaction_id: str, resolution: Resolution,
+                                   audit: AuditNote) -> SettlementFailureView:
+        """Close an open entry of the failed-settlement queue as RESOLVED or DISMISSED, with who and why.
+
+        The queue change and its audit row are one transaction. An entry already closed the same
+        way is a replay (nothing changes); closed another way, it is refused (NOT_FOUND if absent).
+        """
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        resolution = Resolution(resolution)
+        if resolution == Resolution.SETTLED:
+            raise errors.InvalidArgument("an operator resolves or dismisses; 'settled' is set by a successful call")
+        check_audit(audit)
+        if not audit.reason.strip():
+            raise errors.InvalidArgument("a reason is required to resolve or dismiss a failed settlement")
+
+        def work(conn: Connection) -> SettlementFailureView:
+            where = (settlement_failures.c.client == client, settlement_failures.c.transaction_id == transaction_id)
+            row = conn.execute(select(settlement_failures).where(*where).with_for_update()).first()
+            if row is None:
+                raise errors.StakeNotFound(
+                    f"no failed settlement {transaction_id!r} for client {client!r}", transaction_id=transaction_id)
+            now = self.clock()
+            outcome = "applied"
+            if row.resolved_at is not None:
+                if row.resolution != resolution:
+                    raise errors.InvalidArgument(
+                        f"failed settlement {transaction_id!r} is already closed ({row.resolution or 'settled'})")
+                outcome = "replayed"
+            else:
+                conn.execute(update(settlement_failures).where(*where).values(
+                    resolved_at=now, resolution=resolution, resolved_by=audit.actor[:128],
+                    resolution_note=audit.reason[:512]))
+            conn.execute(insert(audit_log).values(
+                at=now, client=client, actor=audit.actor[:128], action=audit.action[:32],
+                transaction_id=transaction_id, target=row.settles_transaction_id, reason=audit.reason[:512],
+                outcome=outcome))
+            found = conn.execute(select(settlement_failures).where(*where)).one()
+            return _failure_view(found)
+
+        return self._write(work)
+
+    def lookup(self, client: str, transaction_id: str) -> TransactionLookup:
+        """A transaction and, for a stake, its settlements, cancels, corrections, refusals and operator actions."""
+        check_identifier("client", client)
+        check_identifier("transaction_id", transaction_id)
+        t = transactions
+        with self._read() as conn:
+            row = conn.execute(
+                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
+                .where(t.c.client == client, t.c.transaction_id == transaction_id)
+            ).first()
+            # the stake it is about: itself, or the stake a payout / correction names
+            stake_id = transaction_id if row is None or not row.target_id else row.target_id
+            related = conn.execute(
+                select(t).where(t.c.client == client, t.c.target_id == stake_id).order_by(t.c.id)
+            ).all()
+            names = {transaction_id, stake_id} | {r.transaction_id for r in related if r.transaction_id}
+            failures = conn.execute(
+                select(settlement_failures).where(settlement_failures.c.client == client).where(
+                    settlement_failures.c.transaction_id.in_(sorted(names))
+                    | settlement_failures.c.settles_transaction_id.in_(sorted(names)))
+                .order_by(settlement_failures.c.id)
+            ).all()
+            trail = conn.execute(
+                select(audit_log).where(audit_log.c.client == client).where(
+                    audit_log.c.transaction_id.in_(sorted(names)) | audit_log.c.target.in_(sorted(names)))
+                .order_by(audit_log.c.id)
+            ).all()
+            stake_row = row if row is not None and not row.target_id else conn.execute(
+                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
+                .where(t.c.client == client, t.c.transaction_id == stake_id)
+            ).first()
+        view = (lambda r, state=None: transaction_view(self.currencies, repository.tx_from_row(r), state))
+        story = []
+        if stake_row is not None and row is not None and stake_row.id != row.id:
+            story.append(view(stake_row, stake_row.stake_state))
+        story += [view(r) for r in related if row is None or r.id != row.id]
+        if row is None and not story and not failures and not trail:
+            raise errors.StakeNotFound(f"no transaction {transaction_id!r} for client {client!r}",
+                                       transaction_id=transaction_id)
+        return TransactionLookup(
+            transaction=view(row, row.stake_state) if row is not None else None,
+            related=story, failures=[_failure_view(f) for f in failures], audit=[_audit_view(a) for a in trail],
+        )
+
+    def open_stakes(self, client: str, older_than_seconds: int = 0, limit: int = 100) -> OpenStakes:
+        """Stakes still open after `older_than_seconds` (bets the sportsbook never settled), oldest first."""
+        check_identifier("client", client)
+        if older_than_seconds < 0:
+            raise errors.InvalidArgument("older_than must not be negative")
+        limit = min(max(limit, 1) if limit else 100, 1000)
+        now = self.clock()
+        cutoff = now - timedelta(seconds=older_than_seconds)
+        t, st = transactions, stakes
+        base = (st.c.client == client, st.c.state == "open", t.c.created_at <= cutoff)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t).join(st, st.c.transaction_pk == t.c.id).where(*base).order_by(t.c.id).limit(limit)
+            ).all()
+            sums = conn.execute(
+                select(st.c.currency, func.count().label("n"), func.sum(st.c.amount).label("total"))
+                .join(t, st.c.transaction_pk == t.c.id).where(*base).group_by(st.c.currency).order_by(st.c.currency)
+            ).all()
+        views = []
+        for r in rows:
+            tx = repository.tx_from_row(r)
+            views.append(OpenStakeView(transaction_view(self.currencies, tx, "open"),
+                                       max(int((now - tx.created_at).total_seconds()), 0)))
+        totals = [OpenStakeTotal(client, s_.currency, s_.n, self._format(s_.currency, int(s_.total))) for s_ in sums]
+        return OpenStakes(views, totals)
+
+    def system_balances(self, client: str) -> list[SystemBalanceView]:
+        """The client's system accounts (in_play, house, cashier, receivable) in every currency."""
+        check_identifier("client", client)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(accounts.c.currency, accounts.c.kind, accounts.c.balance)
+                .where(accounts.c.client == client, accounts.c.kind != AccountKind.USER)
+                .order_by(accounts.c.currency, accounts.c.kind)
+            ).all()
+        return [SystemBalanceView(client, r.currency, AccountKind(r.kind), self._format(r.currency, r.balance))
+                for r in rows]
+
+    def list_audit(self, client: str, limit: int = 100) -> list[AuditView]:
+        """The client's operator actions, newest first."""
+        check_identifier("client", client)
+        limit = min(max(limit, 1) if limit else 100, 1000)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(audit_log).where(audit_log.c.client == client).order_by(audit_log.c.id.desc()).limit(limit)
+            ).all()
+        return [_audit_view(r) for r in rows]
+
+    def list_clients(self) -> list[str]:
+        """Every client with a wallet in the ledger."""
+        with self._read() as conn:
+            return list(conn.execute(select(accounts.c.client).distinct().order_by(accounts.c.client)).scalars())
+
+    def _format(self, currency: str, minor: int) -> str:
+        scale = self.currencies.get(currency).scale if currency in self.currencies else 0
+        return Currency(currency, scale).format(minor)
 
     # ------------------------------------------------------------------ queries
 
@@ -470,35 +773,77 @@ class Ledger:
                 with conn.begin():
                     yield conn
         except DBAPIError as exc:
-            if exc.connection_invalidated or _is_retryable(exc):
-                raise errors.Unavailable("the ledger database is unavailable; retry later") from exc
-            raise
+            if not _is_unavailable(exc):
+                raise
+            log.warning("the database cannot serve a read: %s", exc.orig)
+            raise errors.Unavailable("the ledger database is unavailable; retry later") from exc
 
     def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction; retry the whole of it on races and transient failures."""
+        """Run `work` in one transaction; retry the whole of it on races and transient failures.
+
+        At most `max_attempts` attempts, and none starts after RETRY_BUDGET seconds: a database
+        that stays down answers Unavailable within about RETRY_BUDGET plus one attempt (whose
+        wait is bounded by the connect timeout, or SQLite's busy timeout).
+        """
         delay = 0.005
         last: Exception | None = None
+        give_up = time.monotonic() + RETRY_BUDGET
         for attempt in range(self.max_attempts):
             try:
                 with self._write_lock, self.engine.begin() as conn:
                     result = work(conn)
             except ConcurrentChange as exc:
                 last = exc
+                self.observer.database_retry("concurrent_change")
             except IntegrityError as exc:
                 if not _is_unique_violation(exc):
                     log.critical("a ledger constraint refused a write: %s", exc.orig)
                     raise
                 last = exc  # another call took the same key first: look again
+                self.observer.database_retry("unique_race")
             except DBAPIError as exc:
-                if not (exc.connection_invalidated or _is_retryable(exc)):
+                if not _is_unavailable(exc):
                     raise
                 last = exc
+                self.observer.database_retry(_retry_reason(exc))
                 log.warning("database hiccup (attempt %d/%d): %s", attempt + 1, self.max_attempts, exc.orig)
             else:
                 return result
-            time.sleep(delay * (0.5 + random.random()))
+            left = give_up - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(delay * (0.5 + random.random()), left))
             delay = min(delay * 2, 0.5)
         raise errors.Unavailable("the ledger database is unavailable or overloaded; retry later") from last
+
+    def ping(self) -> None:
+        """Can the ledger reach its database now? Raises if not (for the health watcher).
+
+        PostgreSQL: `SELECT 1`. SQLite: the write lock, taken and given back (storage.engine.ping),
+        queued behind this process's writers so that it never holds them up.
+        """
+        with self._write_lock:
+            engine_ping(self.engine)
+
+
+def check_audit(audit: AuditNote | None) -> None:
+    if audit is not None and len(audit.reason) > 512:
+        raise errors.InvalidArgument("reason is longer than 512 characters")
+
+
+def _failure_view(r: Row[Any]) -> SettlementFailureView:
+    return SettlementFailureView(
+        client=r.client, transaction_id=r.transaction_id, settles_transaction_id=r.settles_transaction_id,
+        account=AccountKey(r.client, r.user_id, r.currency), amount=r.amount, reason=r.reason,
+        message=r.message, attempts=r.attempts, first_seen=aware(r.first_seen),
+        last_seen=aware(r.last_seen), resolved_at=aware(r.resolved_at) if r.resolved_at else None,
+        resolution=r.resolution or "", resolved_by=r.resolved_by or "", resolution_note=r.resolution_note or "",
+    )
+
+
+def _audit_view(r: Row[Any]) -> AuditView:
+    return AuditView(id=r.id, at=aware(r.at), client=r.client, actor=r.actor, action=r.action,
+                     transaction_id=r.transaction_id, target=r.target, reason=r.reason, outcome=r.outcome)
 
 
 class ScaleMismatch(RuntimeError):
@@ -510,15 +855,20 @@ def _encode_page_token(last_id: int) -> str:
 
 
 def _decode_page_token(token: str) -> int | None:
+    """The id a page token names; any token this service did not issue is INVALID_ARGUMENT."""
     if not token:
         return None
     try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        version, _, value = text.partition(":")
-        if version != "v1" or not value.isdigit():
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        version, _, value = decoded.partition(":")
+        # ASCII digits only ("٣".isdigit() is True), and an id a BIGINT column can hold
+        if version != "v1" or not (value.isascii() and value.isdigit()) or len(value) > 19:
             raise ValueError
-        return int(value)
-    except ValueError:
+        last_id = int(value)
+        if not 0 < last_id <= MAX_ROW_ID:
+            raise ValueError
+        return last_id
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise errors.InvalidArgument("page_token is not one this service issued") from None
 
 
@@ -530,11 +880,43 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return _sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
-def _is_retryable(exc: DBAPIError) -> bool:
+def _retry_reason(exc: DBAPIError) -> str:
+    """The label of a retried database error: a lost race (serialization, deadlock, lock) or an outage."""
+    if _sqlstate(exc) in {"40001", "40P01"} or "database is locked" in str(exc.orig).lower():
+        return "serialization"
+    return "unavailable"
+
+
+# PostgreSQL SQLSTATEs of a database that cannot serve now (nothing was applied; retry):
+# serialization failure, deadlock, insufficient resources (53: too many connections, disk
+# full, out of memory), admin/crash shutdown, cannot connect now, database dropped, idle
+# session timeout, system or I/O error (58), read-only transaction (a standby after a failover).
+_RETRYABLE_STATES = {"40001", "40P01", "57P01", "57P02", "57P03", "57P04", "57P05", "25006"}
+_RETRYABLE_CLASSES = ("08", "53", "58")
+# SQLite primary result codes of a file that cannot be used now: BUSY, LOCKED, READONLY
+# (e.g. a read-only remount), IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_CODES = {5, 6, 8, 10, 13, 14, 15}
+_SQLITE_MESSAGES = ("database is locked", "unable to open database", "disk i/o", "database or disk is full",
+                    "readonly database")
+
+
+def _is_unavailable(exc: DBAPIError) -> bool:
+    """Is this the database failing to serve (down, unreachable, locked, overloaded), not a bug?
+
+    Those become errors.Unavailable, and a write is retried within its budget. A PostgreSQL
+    connection that cannot be opened or breaks (refused, timed out, `database ... is not
+    currently accepting connections`, server closed the connection) comes from psycopg as an
+    OperationalError without a SQLSTATE, since no server answer carries one.
+    """
+    if exc.connection_invalidated:
+        return True
     state = _sqlstate(exc)
     if state is not None:
-        # serialization failure, deadlock, connection exceptions, admin shutdown, cannot connect now
-        return state in {"40001", "40P01", "57P01", "57P02", "57P03"} or state.startswith("08")
+        return state in _RETRYABLE_STATES or state.startswith(_RETRYABLE_CLASSES)
+    if type(exc.orig).__module__.startswith("psycopg"):
+        return isinstance(exc, OperationalError)
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in _SQLITE_CODES:
+        return True
     message = str(exc.orig).lower()
-    return "database is locked" in message or "unable to open database" in message or "disk i/o" in message
-
+    return any(m in message for m in _SQLITE_MESSAGES)

@@ -145,3 +145,13 @@ def test_unknown_fields_are_ignored(http: httpx.Client, funded: WalletClient) ->
     slip["bets"][0]["bet"]["odds"] = {"nested": [1, 2, 3]}  # type: ignore[index]
     slip["campaign"] = "spring"
     assert http.post("/bets", json=slip).status_code == 200
+
+
+def test_a_slip_too_large_for_one_debit_is_fenced_whole_so_its_402_stays_true(
+    http: httpx.Client, funded: WalletClient, core: Core
+) -> None:
+    """101 bets is more than one Debit holds (invalid_request); each uid is fenced before the 402, so a
+    later slip naming one of them cannot take it (one decision per bet, DESIGN §5)."""
+    refused(http.post("/bets", json=bets(*(bet(n, "0.10") for n in range(1, 102)))), "invalid_request")
+    refused(http.post("/bets", json=bets(bet(7, "0.10"))), "wallet_unavailable")
+    assert balance(funded) == Decimal("100.00")

@@ -8,9 +8,11 @@ file's own commands and environment, only the addresses pointed at this machine.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -65,6 +67,40 @@ def test_the_compose_stack_is_ordered_and_checked() -> None:
     assert "-slim" in dockerfile and re.search(r'^ENTRYPOINT \["wallet"\]', dockerfile, re.M)
 
 
+@pytest.mark.parametrize("service", ["core", "edge"])
+def test_core_and_edge_have_a_healthcheck_and_restart(service: str) -> None:
+    definition = SERVICES[service]
+    assert definition["restart"] in {"unless-stopped", "always", "on-failure"}
+    check = definition["healthcheck"]
+    assert check["test"][0] == "CMD" and check["test"][1:4] == ["python", "-m", "wallet_core.probe"]
+    assert {"interval", "timeout", "retries"} <= set(check)
+    assert SERVICES["edge"]["depends_on"]["core"]["condition"] == "service_healthy"
+
+
+def test_prometheus_scrapes_the_core_and_the_edge() -> None:
+    prometheus = SERVICES["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:") and prometheus["restart"] == "unless-stopped"
+    assert any(v.startswith("./deploy/prometheus:") for v in prometheus["volumes"])
+    assert set(prometheus["depends_on"]) == {"core", "edge"}
+    assert "WALLET_METRICS_ADDR" in SERVICES["core"]["environment"]
+
+
+def test_the_dockerfile_is_fit_for_production() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in dockerfile.splitlines()]
+    assert re.search(r"^USER \d+(:\d+)?$", dockerfile, re.M), "USER must be a numeric uid (runAsNonRoot can check it)"
+    user = int(re.search(r"^USER (\d+)", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert user != 0
+    dependencies = next(i for i, line in enumerate(lines) if "-r requirements.txt" in line)
+    code = next(i for i, line in enumerate(lines) if line.startswith("COPY wallet_core"))
+    assert dependencies < code, "the dependency layer comes before the code"
+    assert re.search(r"^HEALTHCHECK .*\\$", dockerfile, re.M) and "wallet_core.probe" in dockerfile
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", dockerfile, re.M).group(1))  # type: ignore[union-attr]
+    assert cmd[0] == "core" and "serve" not in cmd, "the default command is the production core"
+    result = CliRunner().invoke(cli, [*cmd, "--help"], prog_name="wallet")
+    assert result.exit_code == 0 and all(o in result.output for o in cmd if o.startswith("--"))
+
+
 # ---------------------------------------------------------------- the same topology as processes
 
 
@@ -85,12 +121,13 @@ def _health(target: str) -> bool:
 
 @pytest.mark.postgres
 def test_the_compose_topology_as_separate_processes(pg_url: str, tmp_path: Path) -> None:
-    grpc_port, http_port = free_port(), free_port()
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
     tokens = {"WALLET_CORE_TOKEN": "core-secret-for-the-test", "WALLET_EDGE_TOKEN": "edge-secret-for-the-test"}
     substitutions = {
         **tokens,
         "postgresql://wallet:wallet@postgres:5432/wallet": pg_url,
         "core:50051": f"127.0.0.1:{grpc_port}",
+        "0.0.0.0:9464": f"127.0.0.1:{metrics_port}",
     }
     migrate = run_service("migrate", environment("migrate", substitutions), None, tmp_path / "migrate.log")
     assert migrate.wait(120) == 0, (tmp_path / "migrate.log").read_text()
@@ -112,6 +149,16 @@ def test_the_compose_topology_as_separate_processes(pg_url: str, tmp_path: Path)
             assert httpx.post(edge + "/bets", json=example("bets"), headers=headers).status_code == 200
             assert httpx.post(edge + "/winners", json=example("winners"), headers=headers).status_code == 200
             assert wallet.get_balance(alice).balance == Decimal("122.50")
+        # the compose healthchecks, run against these processes
+        for service, address in (("core", f"127.0.0.1:{grpc_port}"), ("edge", f"127.0.0.1:{http_port}")):
+            test = [word.replace("127.0.0.1:50051", address).replace("127.0.0.1:8080", address)
+                    for word in SERVICES[service]["healthcheck"]["test"][1:]]
+            assert test[0] == "python"
+            check = subprocess.run([sys.executable, *test[1:]], capture_output=True, text=True, timeout=60)
+            assert check.returncode == 0, check.stdout + check.stderr
+        # what Prometheus scrapes from the core
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'grpc_server_handled_total{grpc_code="OK",grpc_method="Debit"' in metrics
     finally:
         for process in processes:
             process.terminate()

@@ -2,7 +2,8 @@
 plain in-memory model of the same rules (tests/support/model.py); after every step the answers,
 the balances and the ledger invariants must agree.
 
-Steps: deposits, stakes, multi-item debits, payouts (including 0), cancels, tombstones, exact
+Steps: deposits, stakes, multi-item debits, payouts (including 0), cancels, tombstones, unsettles
+and resettles under both clawback policies (with player debt paid off by later credits), exact
 replays of earlier calls, conflicting reuses of ids, and concurrent pairs (two calls at once,
 whose answers must match one of the two serial orders). Short by default; `--long` runs many
 more and longer sequences and prints the figures.
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from clients import AccountRef, DebitItem, Purpose, WalletClient
+from clients import AccountRef, ClawbackPolicy, DebitItem, Purpose, WalletClient
 from clients.errors import WalletError
 from tests.support.db import assert_reconciled
 from tests.support.model import Model, Result
@@ -86,6 +87,16 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
                 return (lambda: self.real(lambda: minor(client.payout(tid, self.ref(user), money(amount), stake_id)
                                                         .transaction.balance_after)),
                         lambda m: m.payout(tid, user, amount, stake_id))
+            if kind == "correct":
+                tid, stake_id, new_payout, policy = args
+                clawback = ClawbackPolicy(policy)
+                if new_payout is None:
+                    return (lambda: self.real(lambda: minor(client.unsettle(
+                        self.client_name, tid, stake_id, clawback=clawback).transaction.balance_after)),
+                        lambda m: m.correct(tid, stake_id, None, policy))
+                return (lambda: self.real(lambda: minor(client.resettle(
+                    self.client_name, tid, stake_id, money(new_payout), clawback=clawback).transaction.balance_after)),
+                    lambda m: m.correct(tid, stake_id, new_payout, policy))
             tid = args[0]
             return (lambda: self.real(lambda: client.cancel(self.client_name, tid).outcome.value),
                     lambda m: m.cancel(tid))
@@ -130,6 +141,18 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
             known = self.stake_ids + self.used
             tid = data.draw(st.sampled_from(known)) if known and data.draw(st.booleans()) else self.new_id()
             self.step("cancel", (tid,))
+
+        @rule(data=st.data(), policy=st.sampled_from(["refuse", "debt"]))
+        def unsettle(self, data: st.DataObject, policy: str) -> None:
+            """Reverse a settlement: the payout clawed back (refused or partly as debt), the stake open again."""
+            if self.stake_ids:
+                self.step("correct", (self.new_id(), data.draw(st.sampled_from(self.stake_ids)), None, policy))
+
+        @rule(data=st.data(), amount=AMOUNTS, policy=st.sampled_from(["refuse", "debt"]))
+        def resettle(self, data: st.DataObject, amount: int, policy: str) -> None:
+            """Replace a settlement's payout, atomically."""
+            if self.stake_ids:
+                self.step("correct", (self.new_id(), data.draw(st.sampled_from(self.stake_ids)), amount, policy))
 
         @rule(data=st.data())
         def replay(self, data: st.DataObject) -> None:
@@ -198,6 +221,11 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
             for user in USERS:
                 got = minor(client.get_balance(self.ref(user)).balance)
                 assert got == self.model.balances[user], f"{user}: core {got}, model {self.model.balances[user]}"
+
+        @invariant()
+        def debts_agree(self) -> None:
+            receivable = [b.balance for b in client.system_balances(self.client_name) if b.kind == "receivable"]
+            assert [-minor(b) for b in receivable] == [self.model.total_debt()]
 
         @invariant()
         def ledger_invariants_hold(self) -> None:

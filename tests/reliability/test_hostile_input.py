@@ -5,7 +5,11 @@ the database is byte-for-byte unchanged (a dump of every table before and after)
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +18,13 @@ import grpc
 import httpx
 import pytest
 
+from wallet_bench.hostile_bodies import worst_bodies
 from clients import WalletClient
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2 as pb
 from clients.wallet.v1 import wallet_pb2_grpc
+from edge_http.jsoncheck import JsonCheck
+from edge_http.schemas import BodyError
 from tests.support.db import dump
 from tests.support.processes import EDGE_TOKEN, EdgeProcess, running_edge
 from tests.support.servers import TOKENS, Core
@@ -56,7 +63,7 @@ def winner(**over: object) -> dict[str, object]:
 
 
 def winners(*entries: object) -> bytes:
-    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN"}, "bets": list(entries)}]}).encode()
+    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN", "overdraw": "2.00"}, "bets": list(entries)}]}).encode()
 
 
 NESTED = b'{"bets": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -93,6 +100,11 @@ BETS_CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("lower-case currency", bets(bet(pool__currency="fun")), JSON, 402, "currency_not_supported"),
     ("unknown currency", bets(bet(pool__currency="XYZ")), JSON, 402, "currency_not_supported"),
     ("duplicate keys", DUPLICATE, JSON, 402, "invalid_request"),
+    # issue 11: what msgspec skips unread in an ignored field got 500 "outcome unknown"
+    ("not UTF-8 in an ignored string", VALID_BET[:-1] + b', "extra": "caf\xe9"}', JSON, 402, "invalid_request"),
+    ("4301-digit integer in an ignored field", VALID_BET[:-1] + b', "extra": ' + b"7" * 4301 + b"}", JSON, 402,
+     "invalid_request"),
+    ("client too long for the transaction ids", bets(bet(user__client="c" * 110)), JSON, 402, "invalid_request"),
     ("two clients in one callback", bets(bet(), bet(user__client="other", bet__uid=78)), JSON, 402, "invalid_request"),
     ("one bet twice", bets(bet(), bet()), JSON, 402, "invalid_request"),
     ("10 MB body", HUGE, JSON, 413, "payload_too_large"),
@@ -115,6 +127,13 @@ WINNERS_CORPUS: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("payout is a number", winners(winner(bet__payout=2)), JSON, 400, "invalid_request"),
     ("one bet twice", winners(winner(), winner()), JSON, 400, "invalid_request"),
     ("duplicate keys", winners(winner())[:-1] + b', "pools": []}', JSON, 400, "invalid_request"),
+    # issue 11: 500 forever, as every redelivery was the same
+    ("not UTF-8 in an ignored string", winners(winner(bet__result="w-n")).replace(b"w-n", b"w\xf6n"), JSON, 400,
+     "invalid_request"),
+    ("4301-digit integer in an ignored field", winners(winner(bet__odds=7)).replace(b'"odds": 7', b'"odds": ' + b"7" * 4301),
+     JSON, 400, "invalid_request"),
+    # issue 11: accepted, then every Credit was refused by the core (422, kept as a settlement failure)
+    ("client too long for the transaction ids", winners(winner(user__client="c" * 110)), JSON, 400, "invalid_request"),
     ("10 MB body", HUGE.replace(b'"bets"', b'"pools"'), JSON, 413, "payload_too_large"),
     ("wrong content type", winners(winner()), {**AUTH, "Content-Type": "text/plain"}, 415, "unsupported_media_type"),
     ("bad token", winners(winner()), {"Authorization": "Bearer nope", "Content-Type": "application/json"}, 401,
@@ -170,6 +189,79 @@ def test_a_payout_beyond_any_amount_is_refused_per_bet_and_moves_no_money(core: 
         k: v for k, v in before.items() if k != "settlement_failures"}
 
 
+@pytest.mark.parametrize("route", ["/bets", "/winners"])
+def test_the_worst_bodies_the_cap_allows_are_refused_while_healthz_keeps_answering(
+    core: Core, edge: EdgeProcess, route: str, figures: Counter[str],
+) -> None:
+    """Issue 11: a 1 MiB body of 96,000 keys, the last one twice, held the event loop for minutes (the
+    duplicate check was quadratic): /healthz and every callback waited. Each worst body of
+    wallet_bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
+    200 and every body refused, nothing changed. How fast /healthz answers meanwhile is measured by
+    `python -m wallet_bench.hostile_bodies`, not here (the probes' 10 s timeout is only an upper bound)."""
+    status = 402 if route == "/bets" else 400
+    failures = []
+    with httpx.Client(base_url=edge.url, timeout=30) as http:
+        for name, body in worst_bodies(route).items():
+            before = dump(core.engine, tombstones=False)  # a refused /bets body's readable uids are fenced
+            done, probing = threading.Event(), threading.Event()
+            probes: list[str] = []
+
+            def probe() -> None:
+                with httpx.Client(base_url=edge.url, timeout=10) as prober:
+                    while not done.is_set():
+                        try:
+                            probes.append(str(prober.get("/healthz").status_code))
+                        except httpx.HTTPError as exc:
+                            probes.append(type(exc).__name__)
+                        probing.set()
+
+            prober = threading.Thread(target=probe)
+            prober.start()
+            assert probing.wait(30)  # the prober's connection is open: its next probes overlap the post
+            try:
+                response = http.post(route, content=body, headers=JSON)
+                got = (response.status_code, response.json().get("error"))
+            except httpx.HTTPError as exc:
+                got = (0, type(exc).__name__)
+            finally:
+                done.set()
+                prober.join()
+            if got != (status, "invalid_request"):
+                failures.append(f"{name}: expected {status} invalid_request, got {got}")
+            if set(probes) != {"200"}:
+                failures.append(f"{name}: /healthz answered {Counter(probes)}")
+            if dump(core.engine, tombstones=False) != before:
+                failures.append(f"{name}: the database changed")
+            figures.update(inputs=1, probes=len(probes))
+    figures.update(violations=len(failures))
+    assert not failures, "\n".join(failures)
+
+
+def test_a_worker_that_dies_is_replaced_and_large_bodies_are_still_checked(caplog: pytest.LogCaptureFixture) -> None:
+    """The duplicate-key check of a large body runs in a worker process; killed (out of memory, an
+    operator), it is replaced on the next body, and no body goes unchecked."""
+    check = JsonCheck()
+    duplicate = worst_bodies("/bets")["distinct keys in one object"]
+    clean = duplicate.replace(b',"extra":0}', b"}").replace(b',"k":0,"k":0}', b"}")
+
+    async def scenario() -> list[str | None]:
+        outcomes: list[str | None] = []
+        for body in (duplicate, clean, duplicate):
+            try:
+                await check.refuse_ambiguous(body)
+                outcomes.append(None)
+            except BodyError as error:
+                outcomes.append(error.code)
+            for pid in list(getattr(check._pool, "_processes", None) or {}):  # noqa: SLF001 - a real kill
+                os.kill(pid, signal.SIGKILL)
+        await check.process_shutdown({}, {})
+        return outcomes
+
+    with caplog.at_level("WARNING", logger="edge_http"):
+        assert asyncio.run(scenario()) == ["invalid_request", None, "invalid_request"]
+    assert [r.getMessage() for r in caplog.records].count("the JSON check worker died; starting another") == 2
+
+
 # ---------------------------------------------------------------- every RPC
 
 
@@ -220,6 +312,13 @@ RPC_CORPUS: list[tuple[str, object, str]] = [
     ("Debit", pb.DebitRequest(items=[item(transaction_id="")]), "INVALID_ARGUMENT"),
     ("Debit", pb.DebitRequest(items=[item(reference="r" * 100_000)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="1e309"), "INVALID_AMOUNT"),
+    # SettleBatch: what concerns the whole call refuses it (each item's own faults are per item)
+    ("SettleBatch", pb.SettleBatchRequest(), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id="p", account=ACCOUNT, amount="1", settles_transaction_id="s")] * 2), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id=f"p{n}", account=ACCOUNT, amount="1", settles_transaction_id="s")
+        for n in range(501)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="-0"), "INVALID_AMOUNT"),
     ("Credit", credit(purpose=pb.PURPOSE_STAKE), "INVALID_ARGUMENT"),
     ("Credit", credit(purpose=77), "INVALID_ARGUMENT"),

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine
 
 from wallet_core.book import Book, Call, Outcome, Tx, Wallet
@@ -61,11 +61,8 @@ class MemoryLedger(Ledger):
     """The real Ledger and Book over an in-memory store (no engine, no committer thread)."""
 
     def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:  # noqa: D107
-        # deliberately not Ledger.__init__: there is no engine; every call is a batch of one
-        self.currencies = currencies
-        self.clock = clock
-        self.max_attempts = 1
-        self._committer = None
+        # the engine is never used: every call is a batch of one, applied by _run_batch below
+        super().__init__(create_engine("sqlite://"), currencies, group_commit=False, clock=clock)
         self.wallets: dict[AccountKey, Wallet] = {}
         self.txs: dict[tuple[str, str], Tx] = {}
         self.rows: list[Tx] = []

@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose, SettleItem, SettleResult
 from clients import _convert as c
 from clients.errors import DeadlineExceeded, Unavailable, WalletError, from_rpc_error
 from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
@@ -155,8 +155,15 @@ class SimCore:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
         return await self._rpc(spec, timeout)  # type: ignore[no-any-return]
 
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
+        return await self._rpc(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
+
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._rpc(c.get_balance(account), timeout)  # type: ignore[no-any-return]
+
+    async def serving(self, *, timeout: float | None = None) -> bool:
+        """The simulation faults the calls, not the database: the core always reaches its ledger."""
+        return True
 
     async def cancel(self, client: str, transaction_id: str, *, reference: str = "", timeout: float | None = None) -> Any:
         """Only the pre-fix edge (tests/sim/legacy.py) calls this: the new edge never reverses a stake."""

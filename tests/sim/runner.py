@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edge_http.betflex import stake_id
 from edge_http.metrics import EdgeMetrics
 from edge_http.placement import BetPlacer, http_status
 from edge_http.retry import CallPolicy
@@ -35,6 +36,7 @@ from tests.sim.oracle import Answer, Oracle
 from tests.sim.workload import CLIENT, Scenario, Slip, generate
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.domain import AccountKey, CreditCommand, Purpose
+from wallet_core.errors import WalletError
 
 CURRENCIES = CurrencyRegistry()
 METRICS = EdgeMetrics()
@@ -133,6 +135,15 @@ async def _simulate(scenario: Scenario, make_ledger: LedgerFactory, legacy: bool
             if status in (200, 402, 409):
                 break
             await asyncio.sleep(decide.uniform(0.2, 5.0))
+        if status == 200 and decide.random() < 0.1:
+            # an operator reverses one stake of the slip: an explicit act (Cancel), never the edge's
+            await asyncio.sleep(decide.uniform(0.1, 5.0))
+            uid = slip.bets[0].uid
+            oracle.reversed_by_operator.add(uid)
+            try:
+                note(f"operator cancels bet {uid}: {ledger.cancel(CLIENT, stake_id(CLIENT, uid), 'operator').outcome}")
+            except WalletError as refusal:
+                note(f"operator cannot cancel bet {uid}: {refusal.reason}")
         if concurrent is not None:
             await concurrent
         if slip.replay_after is not None and status in (200, 402, 409):

@@ -18,6 +18,7 @@ class ModelStake:
     user: str
     amount: int
     state: str = "open"  # open, settled, cancelled
+    payout: int = 0  # the payout that settles it now
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Model:
     stakes: dict[str, ModelStake] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
     settled_by: dict[str, str] = field(default_factory=dict)  # payout id -> stake id
+    debts: dict[str, int] = field(default_factory=dict)  # what a player owes after a clawback
 
     def __post_init__(self) -> None:
         for u in self.users:
@@ -45,7 +47,7 @@ class Model:
             return ("error", "INVALID_AMOUNT")
         if tid in self.decided or tid in self.tombstones:
             return self._replay(tid, content)
-        self.balances[user] += amount
+        self._credit(user, amount)
         return self._decide(tid, content, ("ok", self.balances[user]))
 
     def debit(self, items: list[tuple[str, str, int]]) -> Result:
@@ -99,7 +101,8 @@ class Model:
         if stake.user != user:
             return ("error", "STAKE_MISMATCH")
         stake.state = "settled"
-        self.balances[user] += amount
+        stake.payout = amount
+        self._credit(user, amount)
         self.settled_by[tid] = stake_id
         return self._decide(tid, content, ("ok", self.balances[user]))
 
@@ -119,15 +122,57 @@ class Model:
             return ("error", "ALREADY_SETTLED")
         if stake.state == "open":
             stake.state = "cancelled"
-            self.balances[stake.user] += stake.amount
+            self._credit(stake.user, stake.amount)
         return ("ok", "reversed")
 
+    def correct(self, tid: str, stake_id: str, new_payout: int | None, policy: str) -> Result:
+        """Unsettle (new_payout None) or resettle a settled stake; policy "refuse" or "debt"."""
+        content: tuple = ("unsettle", stake_id) if new_payout is None else ("resettle", stake_id, new_payout)
+        if tid in self.decided or tid in self.tombstones:
+            return self._replay(tid, content)
+        if stake_id in self.tombstones:
+            return ("error", "STAKE_CANCELLED")
+        stake = self.stakes.get(stake_id)
+        if stake is None:
+            return ("error", "STAKE_NOT_FOUND")
+        if stake.state == "open":
+            return ("error", "NOT_SETTLED")
+        if stake.state == "cancelled":
+            return ("error", "STAKE_CANCELLED")
+        if new_payout is not None and new_payout == stake.payout:
+            return ("error", "INVALID_AMOUNT")
+        delta = (new_payout or 0) - stake.payout
+        user = stake.user
+        if delta >= 0:
+            self._credit(user, delta)
+        else:
+            taken = min(self.balances[user], -delta)
+            short = -delta - taken
+            if short and policy == "refuse":
+                return ("error", "INSUFFICIENT_FUNDS")
+            self.balances[user] -= taken
+            self.debts[user] = self.debts.get(user, 0) + short
+        if new_payout is None:
+            stake.state, stake.payout = "open", 0
+        else:
+            stake.payout = new_payout
+        return self._decide(tid, content, ("ok", self.balances[user]))
+
     # ---- invariants
+
+    def total_debt(self) -> int:
+        return sum(self.debts.values())
 
     def in_play(self) -> int:
         return sum(s.amount for s in self.stakes.values() if s.state == "open")
 
     # ---- helpers
+
+    def _credit(self, user: str, amount: int) -> None:
+        """Money in pays the player's debt off first."""
+        repaid = min(self.debts.get(user, 0), amount)
+        self.debts[user] = self.debts.get(user, 0) - repaid
+        self.balances[user] += amount - repaid
 
     def _decide(self, tid: str, content: tuple, result: Result) -> Result:
         self.decided[tid] = (content, result)

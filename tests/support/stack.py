@@ -48,8 +48,11 @@ class Edge:
 
 
 @contextmanager
-def running_edge(core_target: str, *, core_token: str = TOKENS["fanteam"], **settings: Any) -> Iterator[Edge]:
-    """The betflex edge on 127.0.0.1:<free port>, calling the core at `core_target`."""
+def running_edge(
+    core_target: str, *, core_token: str = TOKENS["fanteam"], tracer_provider: Any = None, **settings: Any
+) -> Iterator[Edge]:
+    """The betflex edge on 127.0.0.1:<free port>, calling the core at `core_target` (traced with a
+    `tracer_provider`)."""
     config = EdgeSettings(**{
         "http_addr": "127.0.0.1:0", "core_addr": core_target, "core_token": core_token, "edge_tokens": EDGE_TOKENS,
         **settings,
@@ -57,8 +60,13 @@ def running_edge(core_target: str, *, core_token: str = TOKENS["fanteam"], **set
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    app: Any = create_app(config)
+    if tracer_provider is not None:
+        from edge_http.tracing import instrument
+
+        app = instrument(app, tracer_provider)
     server = uvicorn.Server(uvicorn.Config(
-        create_app(config), lifespan="on", log_config=None, access_log=False, proxy_headers=False,
+        app, lifespan="on", log_config=None, access_log=False, proxy_headers=False,
         timeout_graceful_shutdown=5,
     ))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="edge", daemon=True)

@@ -121,3 +121,20 @@ def test_every_error_class_of_the_client_has_a_bets_code() -> None:
 )
 def test_which_failures_are_answers_of_the_core(made, definite: bool) -> None:  # type: ignore[no-untyped-def]
     assert errors.is_definite(made()) is definite
+
+
+def test_betflex_reads_the_core_refusals_own_words_and_nothing_of_the_way_to_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 11: gRPC's details name internal addresses; they are logged, not answered."""
+    refusal = InsufficientFunds("wallet fanteam/1001/EUR has insufficient funds for a debit of 15.00")
+    assert errors.message_of(refusal) == refusal.message
+    details = "failed to connect to all addresses; last error: UNKNOWN: ipv4:10.1.2.3:50051: Connection refused"
+    for failure in [unavailable(connect_failed=True), error(DeadlineExceeded), error(TransportError),
+                    error(WalletError), error(Unauthenticated), errors.EdgeCallFailed(details)]:
+        failure.message = details
+        with caplog.at_level("WARNING", logger="edge_http.core"):
+            caplog.clear()
+            assert errors.message_of(failure) == errors.message_of(failure) == "the wallet is unavailable"
+        assert [r.getMessage() for r in caplog.records if "10.1.2.3:50051" in r.getMessage()] != []
+        assert len(caplog.records) == 1  # once per error, however often it is answered

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 
+from edge_http import betflex
+from edge_http.betflex import MAX_CLIENT_LENGTH, MAX_UID, payout_id, stake_id
 from edge_http.schemas import BodyError, decode_bets, decode_winners
 from tests.support.betflex import example
+from wallet_core import domain
 
 
 def encode(body: Any) -> bytes:
@@ -122,6 +125,64 @@ def test_with_duplicate_keys_the_body_is_refused() -> None:
     assert bets_error(raw).code == "invalid_request"
 
 
+
+@pytest.mark.timeout(20)
+def test_a_duplicate_key_among_many_in_an_ignored_object_is_found_in_one_pass() -> None:
+    """Issue 11: 60,000 distinct keys and the last one again took 25 s of the event loop (keys.count()
+    for every key); the check is linear now. The timeout is an upper bound, not a measurement
+    (wallet_bench/hostile_bodies.py measures)."""
+    ignored = b"{" + b",".join(b'"k%d":0' % n for n in range(60_000)) + b',"k59999":1}'
+    raw = encode(example("bets"))[:-1] + b', "extra": ' + ignored + b"}"
+    error = bets_error(raw)
+    assert error.code == "invalid_request"
+    assert error.message.startswith("the key 'k59999' appears twice in one object")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("a byte that is not UTF-8 in an ignored string", b'"caf\xe9"'),
+        ("an integer of 4301 digits", b"1" * 4301),
+        ("a negative integer of 4301 digits", b"-" + b"1" * 4301),
+    ],
+)
+def test_what_msgspec_skips_unread_must_still_be_json_anyone_can_read(name: str, value: bytes) -> None:
+    """Issue 11: msgspec skips ignored fields without reading them, the second reader refused them with a
+    ValueError, and the edge answered 500 "outcome unknown" (and 500 forever on /winners)."""
+    raw = encode(example("bets"))[:-1] + b', "extra": ' + value + b"}"
+    error = bets_error(raw)
+    assert error.code == "invalid_request", name
+    raw = encode(example("winners")).replace(b'"extra": {', b'"extra": ' + value + b', "more": {')
+    assert winners_error(raw).code == "invalid_request", name
+
+
+def test_the_longest_accepted_client_yields_transaction_ids_the_core_accepts() -> None:
+    """Issue 11: a client of 110 characters was accepted, and every callback then failed in the core,
+    whose identifiers have at most 128 characters (the edge keeps its own copy of that number)."""
+    client = "c" * MAX_CLIENT_LENGTH
+    assert betflex.MAX_ID_LENGTH == domain.MAX_ID_LENGTH
+    assert max(len(stake_id(client, MAX_UID)), len(payout_id(client, MAX_UID))) == domain.MAX_ID_LENGTH
+    for derived in (stake_id(client, MAX_UID), payout_id(client, MAX_UID)):
+        domain.check_identifier("transaction_id", derived)
+    body = example("bets")
+    body["bets"][0]["user"]["client"] = client
+    body["bets"][0]["bet"]["uid"] = MAX_UID
+    assert decode_bets(encode(body)).bets[0].user.client == client
+
+
+@pytest.mark.parametrize("route", ["bets", "winners"])
+def test_a_client_too_long_for_the_transaction_ids_is_refused_with_the_reason(route: str) -> None:
+    body = example(route)
+    entry = body["bets"][0] if route == "bets" else body["pools"][0]["bets"][0]
+    entry["user"]["client"] = "c" * 110
+    error = bets_error(body) if route == "bets" else winners_error(body)
+    at = "$.bets[0]" if route == "bets" else "$.pools[0].bets[0]"
+    assert error.code == "invalid_request"
+    assert error.message == (
+        f"{at}.user.client: the client may have at most {MAX_CLIENT_LENGTH} characters (it has 110): the wallet's "
+        "transaction ids, betflex:{client}:payout:{bet uid}, are limited to 128"
+    )
+
 @pytest.mark.parametrize(
     "amount",
     ["", " 15.00", "15.00 ", "15,00", "-15.00", "+15", "1e3", "1E3", "NaN", "Infinity", "inf", ".5", "5.", "015.00",
@@ -213,14 +274,28 @@ def test_the_betflex_winners_example_is_accepted() -> None:
 def test_winners_optional_fields_may_be_absent_or_anything() -> None:
     body = example("winners")
     bet = body["pools"][0]["bets"][0]["bet"]
-    for name in ["amount", "odds", "rake", "base_payout", "result"]:
+    for name in ["odds", "rake", "base_payout", "result"]:
         del bet[name]
     bet["extra"] = "not an object"
     del body["pools"][0]["bets"][0]["user"]["name"]
-    body["pools"][0]["pool"] = {"guaranteed": "yes", "uid": 550001}
+    body["pools"][0]["pool"] = {"guaranteed": "yes", "uid": 550001, "overdraw": "37.50"}
     decode_winners(encode(body))
     del body["pools"][0]["pool"]
     assert decode_winners(encode(body)).pools[0].pool is None
+
+
+@pytest.mark.parametrize("path", [("bets", 0, "bet", "amount"), ("pool", "overdraw")])
+def test_winners_fields_the_payout_checks_use_are_required(path: tuple[object, ...]) -> None:
+    """The bet's `amount` (the stake betflex took) and the pool's `overdraw` (its total payout) are
+    checked by the core before paying (DESIGN section 5): a body without them is a 400 naming them."""
+    body = example("winners")
+    parent = body["pools"][0]
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(BodyError) as refused:
+        decode_winners(encode(body))
+    assert refused.value.code == "invalid_request" and f"`{path[-1]}`" in refused.value.message
 
 
 def test_a_winners_user_uid_may_be_the_number_sent_to_bets() -> None:

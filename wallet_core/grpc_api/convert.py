@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.wallet.v1 import wallet_pb2 as pb
 from wallet_core import domain
-from wallet_core.errors import InvalidArgument
+from wallet_core.errors import InvalidArgument, WalletError
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -85,6 +85,35 @@ def credit_in(request: pb.CreditRequest) -> domain.CreditCommand:
     )
 
 
+def settle_items_in(request: pb.SettleBatchRequest) -> list[domain.SettleItem]:
+    return [
+        domain.SettleItem(
+            domain.CreditCommand(
+                transaction_id=item.transaction_id, account=key_in(item.account), amount=item.amount,
+                purpose=domain.Purpose.PAYOUT, settles_transaction_id=item.settles_transaction_id,
+                reference=item.reference,
+            ),
+            stake_amount=item.stake_amount, payout_cap=item.payout_cap,
+        )
+        for item in request.items
+    ]
+
+
+def settle_out(
+    request: pb.SettleBatchRequest, outcomes: list[domain.CreditResult | WalletError]
+) -> pb.SettleBatchResponse:
+    results = []
+    for item, outcome in zip(request.items, outcomes, strict=True):
+        if isinstance(outcome, WalletError):
+            results.append(pb.SettleResult(
+                transaction_id=item.transaction_id, reason=outcome.reason, message=outcome.message))
+        else:
+            results.append(pb.SettleResult(
+                transaction_id=item.transaction_id, transaction=transaction_out(outcome.transaction),
+                replayed=outcome.replayed))
+    return pb.SettleBatchResponse(results=results)
+
+
 def failure_out(view: domain.SettlementFailureView) -> pb.SettlementFailure:
     return pb.SettlementFailure(
         client=view.client, transaction_id=view.transaction_id, settles_transaction_id=view.settles_transaction_id,
@@ -102,3 +131,34 @@ def fence_out(result: domain.FenceResult) -> pb.FenceResponse:
         )
         for r in result.results
     ])
+
+
+def clawback_in(value: int) -> domain.ClawbackPolicy | None:
+    """UNSPECIFIED: None, the client's configured policy."""
+    if value == 0:
+        return None
+    return enum_in(pb.ClawbackPolicy, value, domain.ClawbackPolicy, "clawback")
+
+
+def correction_out(result: domain.CorrectionResult) -> pb.CorrectionResponse:
+    return pb.CorrectionResponse(
+        transaction=transaction_out(result.transaction), replayed=result.replayed,
+        previous_payout=result.previous_payout, taken=result.taken, debt_added=result.debt_added,
+        debt_repaid=result.debt_repaid,
+    )
+
+
+def audit_out(view: domain.AuditView) -> pb.AuditEntry:
+    return pb.AuditEntry(
+        id=view.id, at=timestamp(view.at), client=view.client, actor=view.actor, action=view.action,
+        transaction_id=view.transaction_id, target=view.target, reason=view.reason, outcome=view.outcome,
+    )
+
+
+def lookup_out(found: domain.TransactionLookup) -> pb.LookupTransactionResponse:
+    return pb.LookupTransactionResponse(
+        transaction=transaction_out(found.transaction) if found.transaction is not None else None,
+        related=[transaction_out(t) for t in found.related],
+        failures=[failure_out(f) for f in found.failures],
+        audit=[audit_out(a) for a in found.audit],
+    )

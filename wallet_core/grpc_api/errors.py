@@ -28,10 +28,13 @@ STATUS: dict[type[errors.WalletError], grpc.StatusCode] = {
     errors.CurrencyMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     errors.StakeMismatch: grpc.StatusCode.FAILED_PRECONDITION,
     errors.NotCancellable: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.NotSettled: grpc.StatusCode.FAILED_PRECONDITION,
     errors.IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.StakeAmountMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PayoutCapExceeded: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

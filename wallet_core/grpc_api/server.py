@@ -2,6 +2,8 @@
 
 `create_server` builds it unstarted and returns the bound port (`:0` picks a free one);
 `serve_forever` runs it until SIGINT/SIGTERM, then drains calls in flight for a grace period.
+The health service follows the database (`DatabaseWatcher`): NOT_SERVING while the ledger
+cannot reach it, SERVING again when it can.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 from wallet_core.config import Settings
 from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
+from wallet_core.grpc_api.observe import CoreMetrics, ObservingInterceptor
 from wallet_core.grpc_api.service import WalletService
 from wallet_core.service import Ledger
 
@@ -26,6 +30,65 @@ log = logging.getLogger("wallet_core.grpc")
 
 SERVICE_NAME = wallet_pb2.DESCRIPTOR.services_by_name["Wallet"].full_name
 GRACE_SECONDS = 10.0
+PING_INTERVAL = 1.0  # seconds between two pings of the database
+PING_TIMEOUT = 2.0  # a ping without an answer by then counts as an outage
+
+
+class DatabaseWatcher:
+    """Pings the ledger's database every PING_INTERVAL seconds and sets the health status to match.
+
+    A ping runs in a thread of its own and is judged after PING_TIMEOUT seconds, so a database
+    that hangs (a network that drops packets) is reported as promptly as one that refuses; a
+    hung ping is not repeated until it returns. The status changes only on a change of answer,
+    and each change is logged once.
+    """
+
+    def __init__(self, ledger: Ledger, health_servicer: health.HealthServicer, *,
+                 interval: float = PING_INTERVAL, timeout: float = PING_TIMEOUT) -> None:
+        self._ledger = ledger
+        self._health = health_servicer
+        self._interval = interval
+        self._timeout = timeout
+        self._stop = threading.Event()
+        self._pinger = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-ping")
+        self._thread = threading.Thread(target=self._run, name="db-watcher", daemon=True)
+        self.serving: bool | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop pinging (idempotent); a ping in flight is left to finish on its own."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._pinger.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        pending: futures.Future[None] | None = None
+        while not self._stop.is_set():
+            if pending is None or pending.done():
+                pending = self._pinger.submit(self._ledger.ping)
+            try:
+                pending.result(timeout=self._timeout)
+                self._set(True, "")
+            except futures.TimeoutError:
+                self._set(False, f"no answer within {self._timeout:g} s")
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the database is an outage
+                self._set(False, repr(exc.__cause__ or exc))
+            self._stop.wait(self._interval)
+
+    def _set(self, serving: bool, why: str) -> None:
+        if serving == self.serving or self._stop.is_set():
+            return
+        self.serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self._health.set(name, status)
+        if serving:
+            log.info("the ledger database answers: health SERVING")
+        else:
+            log.error("the ledger database cannot be reached (%s): health NOT_SERVING", why)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
@@ -34,8 +97,12 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())])
 
 
-def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]:
-    """The server bound to `settings.grpc_addr`, not started; (server, the port it bound)."""
+def create_server(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> tuple[grpc.Server, int]:
+    """The server bound to `settings.grpc_addr`, not started; (server, the port it bound).
+
+    Every call is counted, timed and logged (`server.metrics`, wallet_core.grpc_api.observe);
+    with a `tracer_provider` (wallet_core.tracing) every call is also a span.
+    """
     grants = parse_token_spec(settings.grpc_tokens)
     if not grants and not settings.insecure_no_auth:
         log.warning("no tokens configured (WALLET_GRPC_TOKENS): every Wallet call will be refused")
@@ -48,10 +115,19 @@ def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.http2.max_pings_without_data", 0),
     ]
+    metrics = CoreMetrics()
+    ledger.observe(metrics)
+    metrics.watch_queue(ledger.queue_depth)
+    interceptors: list[grpc.ServerInterceptor] = [ObservingInterceptor(metrics)]
+    if tracer_provider is not None:
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        interceptors.insert(0, server_interceptor(tracer_provider=tracer_provider))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc"),
         options=options,
         maximum_concurrent_rpcs=settings.grpc_workers * 16,
+        interceptors=interceptors,
     )
     wallet_pb2_grpc.add_WalletServicer_to_server(
         WalletService(ledger, Authenticator(grants, insecure_no_auth=settings.insecure_no_auth)), server
@@ -69,14 +145,32 @@ def create_server(settings: Settings, ledger: Ledger) -> tuple[grpc.Server, int]
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.grpc_addr}")
     server.health = health_servicer  # type: ignore[attr-defined]
+    server.metrics = metrics  # type: ignore[attr-defined]
+    server.watcher = DatabaseWatcher(ledger, health_servicer)  # type: ignore[attr-defined]
+    server.watcher.start()  # type: ignore[attr-defined]
     return server, port
 
 
-def serve_forever(settings: Settings, ledger: Ledger) -> None:
-    server, port = create_server(settings, ledger)
+def serve_metrics(settings: Settings, server: grpc.Server) -> Any | None:
+    """Serve the core's /metrics on `settings.metrics_addr` from a thread of this process.
+
+    Returns the HTTP server (`.server_address`, `.shutdown()`), or None when no address is set.
+    """
+    if settings.metrics_addr is None:
+        return None
+    host, _, port = settings.metrics_addr.rpartition(":")
+    registry = server.metrics.registry  # type: ignore[attr-defined]
+    httpd, _ = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
+    log.info("wallet core metrics on http://%s:%d/metrics", host, httpd.server_address[1])
+    return httpd
+
+
+def serve_forever(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> None:
+    server, port = create_server(settings, ledger, tracer_provider=tracer_provider)
     server.start()
     host = settings.grpc_addr.rpartition(":")[0]
     log.info("wallet core listening on %s:%d (%s)", host, port, "TLS" if settings.grpc_tls_cert else "plaintext")
+    serve_metrics(settings, server)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -86,6 +180,7 @@ def serve_forever(settings: Settings, ledger: Ledger) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
+    server.watcher.stop()  # type: ignore[attr-defined]
     server.health.enter_graceful_shutdown()  # type: ignore[attr-defined]
     server.stop(grace=GRACE_SECONDS).wait()
     ledger.close()

@@ -76,7 +76,9 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
     def Debit(self, request: pb.DebitRequest, context: grpc.ServicerContext) -> pb.DebitResponse:
         def work() -> pb.DebitResponse:
-            result = self.ledger.debit(convert.debit_items_in(request))
+            items = convert.debit_items_in(request)
+            note = self._note(context, items[0].purpose.value if items else "debit")
+            result = self.ledger.debit(items, audit=note)
             return pb.DebitResponse(
                 transactions=[convert.transaction_out(t) for t in result.transactions], replayed=result.replayed,
             )
@@ -85,14 +87,22 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
     def Credit(self, request: pb.CreditRequest, context: grpc.ServicerContext) -> pb.CreditResponse:
         def work() -> pb.CreditResponse:
-            result = self.ledger.credit(convert.credit_in(request))
+            command = convert.credit_in(request)
+            result = self.ledger.credit(command, audit=self._note(context, command.purpose.value))
             return pb.CreditResponse(transaction=convert.transaction_out(result.transaction), replayed=result.replayed)
 
         return self._call(context, lambda: [request.account.client], work)
 
+    def SettleBatch(self, request: pb.SettleBatchRequest, context: grpc.ServicerContext) -> pb.SettleBatchResponse:
+        return self._call(
+            context, lambda: sorted({item.account.client for item in request.items}),
+            lambda: convert.settle_out(request, self.ledger.settle(convert.settle_items_in(request))),
+        )
+
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
         def work() -> pb.CancelResponse:
-            result = self.ledger.cancel(request.client, request.transaction_id, request.reference)
+            result = self.ledger.cancel(request.client, request.transaction_id, request.reference,
+                                        audit=self._note(context, "cancel"))
             return pb.CancelResponse(
                 outcome=convert.enum_out(pb.CancelOutcome, result.outcome),
                 transaction=convert.transaction_out(result.transaction), replayed=result.replayed,
@@ -137,3 +147,104 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
         return self._call(context, lambda: [request.client], work)
 
+
+    # ---------------------------------------------------------------- settlement corrections and operators
+
+    def _actor(self, context: grpc.ServicerContext) -> str:
+        """The label of the caller's token (already authenticated by `_call`), for the audit trail."""
+        grant = self.auth.grant_for(dict(context.invocation_metadata() or ()).get("authorization"))
+        return grant.label if grant is not None and grant.label else "insecure-no-auth"
+
+    def _note(self, context: grpc.ServicerContext, action: str, reason: str | None = None) -> domain.AuditNote | None:
+        """An audit note when the call is an operator action: `reason` given, or metadata `wallet-reason-bin`."""
+        if reason is None:
+            for key, value in context.invocation_metadata() or ():
+                if key == REASON_METADATA:
+                    reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                    break
+            else:
+                return None
+        return domain.AuditNote(self._actor(context), action, reason)
+
+    def Unsettle(self, request: pb.UnsettleRequest, context: grpc.ServicerContext) -> pb.CorrectionResponse:
+        def work() -> pb.CorrectionResponse:
+            result = self.ledger.unsettle(
+                request.client, request.transaction_id, request.settles_transaction_id, request.reference,
+                policy=convert.clawback_in(request.clawback), audit=self._note(context, "unsettle", request.reason))
+            return convert.correction_out(result)
+
+        return self._call(context, lambda: [request.client], work)
+
+    def Resettle(self, request: pb.ResettleRequest, context: grpc.ServicerContext) -> pb.CorrectionResponse:
+        def work() -> pb.CorrectionResponse:
+            result = self.ledger.resettle(
+                request.client, request.transaction_id, request.settles_transaction_id, request.amount,
+                request.reference, policy=convert.clawback_in(request.clawback),
+                audit=self._note(context, "resettle", request.reason))
+            return convert.correction_out(result)
+
+        return self._call(context, lambda: [request.client], work)
+
+    def LookupTransaction(
+        self, request: pb.LookupTransactionRequest, context: grpc.ServicerContext
+    ) -> pb.LookupTransactionResponse:
+        return self._call(context, lambda: [request.client], lambda: convert.lookup_out(
+            self.ledger.lookup(request.client, request.transaction_id)))
+
+    def ResolveSettlementFailure(
+        self, request: pb.ResolveSettlementFailureRequest, context: grpc.ServicerContext
+    ) -> pb.ResolveSettlementFailureResponse:
+        def work() -> pb.ResolveSettlementFailureResponse:
+            resolution = convert.enum_in(pb.Resolution, request.resolution, domain.Resolution, "resolution")
+            action = {"resolved": "resolve", "dismissed": "dismiss"}.get(resolution.value, resolution.value)
+            note = self._note(context, action, request.reason)
+            assert note is not None
+            view = self.ledger.resolve_settlement_failure(request.client, request.transaction_id, resolution, note)
+            return pb.ResolveSettlementFailureResponse(
+                failure=convert.failure_out(view), resolution=convert.enum_out(pb.Resolution, domain.Resolution(
+                    view.resolution)) if view.resolution else 0,
+                resolved_by=view.resolved_by, resolution_note=view.resolution_note)
+
+        return self._call(context, lambda: [request.client], work)
+
+    def ListOpenStakes(self, request: pb.ListOpenStakesRequest, context: grpc.ServicerContext) -> pb.ListOpenStakesResponse:
+        def work() -> pb.ListOpenStakesResponse:
+            if request.limit < 0:
+                raise domain_errors.InvalidArgument("limit must not be negative")
+            found = self.ledger.open_stakes(request.client, request.older_than_seconds, request.limit)
+            return pb.ListOpenStakesResponse(
+                stakes=[pb.OpenStake(stake=convert.transaction_out(s.transaction), age_seconds=s.age_seconds)
+                        for s in found.stakes],
+                totals=[pb.OpenStakeTotal(currency=t.currency, count=t.count, amount=t.amount) for t in found.totals])
+
+        return self._call(context, lambda: [request.client], work)
+
+    def GetSystemBalances(
+        self, request: pb.GetSystemBalancesRequest, context: grpc.ServicerContext
+    ) -> pb.GetSystemBalancesResponse:
+        return self._call(context, lambda: [request.client], lambda: pb.GetSystemBalancesResponse(balances=[
+            pb.SystemBalance(currency=b.currency, kind=b.kind.value, balance=b.balance)
+            for b in self.ledger.system_balances(request.client)]))
+
+    def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.ServicerContext
+    ) -> pb.ListAuditEntriesResponse:
+        def work() -> pb.ListAuditEntriesResponse:
+            if request.limit < 0:
+                raise domain_errors.InvalidArgument("limit must not be negative")
+            return pb.ListAuditEntriesResponse(
+                entries=[convert.audit_out(a) for a in self.ledger.list_audit(request.client, request.limit)])
+
+        return self._call(context, lambda: [request.client], work)
+
+    def ListClients(self, request: pb.ListClientsRequest, context: grpc.ServicerContext) -> pb.ListClientsResponse:
+        def work() -> pb.ListClientsResponse:
+            grant = self.auth.grant_for(dict(context.invocation_metadata() or ()).get("authorization"))
+            clients = [c for c in self.ledger.list_clients() if grant is None or grant.allows(c)]
+            return pb.ListClientsResponse(clients=clients, label=self._actor(context))
+
+        return self._call(context, lambda: [], work)
+
+
+# the metadata that makes a Debit, Credit or Cancel an operator action: why, UTF-8 (binary metadata)
+REASON_METADATA = "wallet-reason-bin"

@@ -9,6 +9,9 @@ The database holds the money rules too, against any buggy caller:
 - every money column stays within the storage range, +-(10^18 - 1) minor units (CHECK), and on
   SQLite, whose columns take any type, holds an integer: never a float (CHECK typeof).
 - currencies: the scale of every currency the ledger has used, recorded on first use.
+- accounts.debt: what a player owes after a clawback took more than the wallet held; never
+  negative, and a wallet that owes holds nothing (CHECK: credits pay the debt off first).
+- audit_log: every operator action (who, when, what, why), written with its money movement.
 """
 
 from __future__ import annotations
@@ -62,21 +65,26 @@ class Account(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     client: Mapped[str] = mapped_column(String(128))
-    kind: Mapped[str] = mapped_column(String(16))  # user, in_play, house, cashier
+    kind: Mapped[str] = mapped_column(String(16))  # user, in_play, house, cashier, receivable
     user_id: Mapped[str] = mapped_column(String(128))  # "" for system accounts
     currency: Mapped[str] = mapped_column(String(10))
     balance: Mapped[int] = mapped_column(BigInteger, default=0)  # minor units
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # user wallets: what the player owes (minor units) after a clawback; the receivable account holds -sum(debt)
+    debt: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("client", "kind", "user_id", "currency"),
-        CheckConstraint("kind IN ('user', 'in_play', 'house', 'cashier')", name="kind"),
+        CheckConstraint("kind IN ('user', 'in_play', 'house', 'cashier', 'receivable')", name="kind"),
         CheckConstraint("status IN ('active', 'blocked')", name="status"),
         CheckConstraint("kind <> 'user' OR balance >= 0", name="user_balance_not_negative"),
         CheckConstraint("(kind = 'user') = (user_id <> '')", name="user_id_only_on_user"),
         in_range("balance"),
         integer("balance"),
+        in_range("debt", low=0),
+        integer("debt"),
+        CheckConstraint("debt = 0 OR (kind = 'user' AND balance = 0)", name="debt_only_on_empty_wallet"),
     )
 
 
@@ -110,7 +118,8 @@ class Transaction(Base):
         CheckConstraint("amount >= 0", name="amount_not_negative"),
         CheckConstraint("status IN ('applied', 'refused', 'tombstone')", name="status"),
         CheckConstraint(
-            "purpose IN ('stake', 'withdrawal', 'payout', 'deposit', 'adjustment', 'cancel')", name="purpose"
+            "purpose IN ('stake', 'withdrawal', 'payout', 'deposit', 'adjustment', 'cancel', 'unsettle', 'resettle')",
+            name="purpose",
         ),
         CheckConstraint("transaction_id IS NOT NULL OR purpose = 'cancel'", name="id_required"),
         in_range("amount", low=0),
@@ -119,6 +128,7 @@ class Transaction(Base):
         integer("balance_after", nullable=True),
         Index(None, "account_id", "id"),
         Index(None, "target_pk"),
+        Index(None, "client", "reference"),  # the payouts of one betflex pool (SettleBatch's payout cap)
     )
 
 
@@ -178,6 +188,11 @@ class SettlementFailure(Base):
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # how it was resolved: "settled" (a later call with that id succeeded), or an operator's
+    # "resolved" / "dismissed", with who and why
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolution_note: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (
         UniqueConstraint("client", "transaction_id"),
@@ -197,9 +212,32 @@ class LedgerCurrency(Base):
     __table_args__ = (CheckConstraint("scale BETWEEN 0 AND 18", name="scale"),)
 
 
+class AuditEntry(Base):
+    """One operator action: who (the token's label), when, what, why, and what came of it.
+
+    Written in the same database transaction as the money movement it caused (or the queue
+    change), so the trail and the ledger cannot disagree. Append-only.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128))  # the token's label, e.g. "ops-alice" or "token 2"
+    action: Mapped[str] = mapped_column(String(32))  # e.g. adjust, cancel, settle, resettle, unsettle, dismiss
+    transaction_id: Mapped[str] = mapped_column(String(128), default="")
+    target: Mapped[str] = mapped_column(String(128), default="")  # the stake, wallet or queue entry acted on
+    reason: Mapped[str] = mapped_column(String(512), default="")  # the operator's why
+    outcome: Mapped[str] = mapped_column(String(32))  # applied, replayed, or the refusal's reason
+
+    __table_args__ = (Index(None, "client", "id"),)
+
+
 accounts = Account.__table__
 transactions = Transaction.__table__
 entries = Entry.__table__
 stakes = Stake.__table__
 settlement_failures = SettlementFailure.__table__
 currencies = LedgerCurrency.__table__
+audit_log = AuditEntry.__table__
