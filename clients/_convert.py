@@ -165,9 +165,11 @@ def list_transactions(account_ref: m.AccountRef, page_size: int, page_token: str
         tuple(transaction(t) for t in r.transactions), r.next_page_token)
 
 
-def list_settlement_failures(client: str, include_resolved: bool, limit: int) -> tuple[str, Any, Any]:
-    request = pb.ListSettlementFailuresRequest(client=client, include_resolved=include_resolved, limit=limit)
-    return "ListSettlementFailures", request, lambda r: [failure(f) for f in r.failures]
+def list_settlement_failures(client: str, include_resolved: bool, limit: int, page_token: str) -> tuple[str, Any, Any]:
+    request = pb.ListSettlementFailuresRequest(
+        client=client, include_resolved=include_resolved, limit=limit, page_token=page_token)
+    return "ListSettlementFailures", request, lambda r: m.SettlementFailurePage(
+        tuple(failure(f) for f in r.failures), r.next_page_token)
 
 
 # ---------------------------------------------------------------- settlement corrections and operators

@@ -113,9 +113,11 @@ class AsyncWalletClient:
                           timeout: float | None = None) -> m.TransactionPage:
         return await self._do(c.list_transactions(account, page_size, page_token), timeout)  # type: ignore[no-any-return]
 
-    async def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100, *,
-                                 timeout: float | None = None) -> list[m.SettlementFailure]:
-        spec = c.list_settlement_failures(client, include_resolved, limit)
+    async def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100,
+                                 page_token: str = "", *,
+                                 timeout: float | None = None) -> m.SettlementFailurePage:
+        """One page of refused payouts, newest first; pass next_page_token back for the next."""
+        spec = c.list_settlement_failures(client, include_resolved, limit, page_token)
         return await self._do(spec, timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- health

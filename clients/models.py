@@ -166,6 +166,12 @@ class TransactionPage:
 
 
 @dataclass(frozen=True)
+class SettlementFailurePage:
+    failures: tuple[SettlementFailure, ...]
+    next_page_token: str  # empty on the last page
+
+
+@dataclass(frozen=True)
 class SettlementFailure:
     client: str
     transaction_id: str

@@ -113,9 +113,11 @@ class WalletClient:
                           timeout: float | None = None) -> m.TransactionPage:
         return self._do(c.list_transactions(account, page_size, page_token), timeout)  # type: ignore[no-any-return]
 
-    def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100, *,
-                                 timeout: float | None = None) -> list[m.SettlementFailure]:
-        spec = c.list_settlement_failures(client, include_resolved, limit)
+    def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100,
+                                 page_token: str = "", *,
+                                 timeout: float | None = None) -> m.SettlementFailurePage:
+        """One page of refused payouts, newest first; pass next_page_token back for the next."""
+        spec = c.list_settlement_failures(client, include_resolved, limit, page_token)
         return self._do(spec, timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- health

@@ -399,8 +399,8 @@ def reconcile(db: str | None, config: Path | None) -> None:
 def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: str, processes: int,
           server_url: str, out_dir: Path | None, profile: bool) -> None:
     """Load-test the core (gRPC) and the edge (HTTP) on PostgreSQL, side by side with pgbench."""
-    from bench.report import table
-    from bench.runner import RESULTS_DIR, Options, command_line, run, select_points
+    from wallet_bench.report import table
+    from wallet_bench.runner import RESULTS_DIR, Options, command_line, run, select_points
 
     try:
         select_points(scenarios)
@@ -625,17 +625,31 @@ cli.command("block", help="Block a wallet: debits and deposits are refused.")(
 cli.command("unblock", help="Unblock a wallet.")(account_options(client_options(_set_status("active"))))
 
 
+SETTLEMENTS_PAGE = 100  # failures per ListSettlementFailures call; `--limit` follows as many pages as it needs
+
+
 @cli.command()
 @click.option("--client", required=True, help="Client (tenant).")
 @click.option("--failed", "failed", is_flag=True, default=True, help="Only unresolved failures (the default).")
 @click.option("--all", "include_resolved", is_flag=True, help="Include failures resolved by a later payout.")
-@click.option("--limit", default=100, show_default=True)
+@click.option("--limit", default=100, show_default=True, help="How many failures, newest first.")
 @client_options
 def settlements(client: str, failed: bool, include_resolved: bool, limit: int, target: str, token: str,
                 tls_ca: Path | None, as_json: bool) -> None:
     """List refused payouts (e.g. betflex /winners for unknown bets) for operators to resolve."""
-    rows = _run(target, token, tls_ca, lambda c: c.list_settlement_failures(
-        client, include_resolved=include_resolved, limit=limit))
+    def call(c: Any) -> list[Any]:
+        found: list[Any] = []
+        token_ = ""
+        while len(found) < limit:
+            page = c.list_settlement_failures(client, include_resolved=include_resolved,
+                                              limit=min(limit - len(found), SETTLEMENTS_PAGE), page_token=token_)
+            found.extend(page.failures)
+            token_ = page.next_page_token
+            if not token_:
+                break
+        return found[:limit]
+
+    rows = _run(target, token, tls_ca, call)
     text = "\n".join(
         f"{f.last_seen:%Y-%m-%d %H:%M:%S}  {f.transaction_id}  settles {f.settles_transaction_id}  "
         f"{f.account.user_id} {_amount(f.amount)} {f.account.currency}  {f.reason} x{f.attempts}: {f.message}"

@@ -187,6 +187,12 @@ class TransactionPage:
 
 
 @dataclass(frozen=True)
+class SettlementFailurePage:
+    failures: list[SettlementFailureView]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
 class SettlementFailureView:
     client: str
     transaction_id: str

@@ -72,6 +72,7 @@ from wallet_core.domain import (
     DebitResult,
     FenceResult,
     Purpose,
+    SettlementFailurePage,
     AuditView,
     OpenStakes,
     OpenStakeTotal,
@@ -522,21 +523,32 @@ class Ledger:
         return TransactionPage([transaction_view(self.currencies, repository.tx_from_row(r), r.stake_state) for r in rows], token)
 
     def list_settlement_failures(
-        self, client: str, include_resolved: bool = False, limit: int = 100
-    ) -> list[SettlementFailureView]:
+        self, client: str, include_resolved: bool = False, limit: int = 100, page_token: str = ""
+    ) -> SettlementFailurePage:
+        """One page of a client's refused payouts, newest first by id (when each was first refused).
+
+        Ordered by id, not by last_seen: a payout refused again while an operator pages through
+        must neither skip nor repeat a row.
+        """
         check_identifier("client", client)
         limit = min(max(limit, 1) if limit else 100, 1000)
+        before = _decode_page_token(page_token)
         query = (
             select(settlement_failures)
             .where(settlement_failures.c.client == client)
-            .order_by(settlement_failures.c.last_seen.desc(), settlement_failures.c.id.desc())
-            .limit(limit)
+            .order_by(settlement_failures.c.id.desc())
+            .limit(limit + 1)
         )
         if not include_resolved:
             query = query.where(settlement_failures.c.resolved_at.is_(None))
+        if before is not None:
+            query = query.where(settlement_failures.c.id < before)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [_failure_view(r) for r in rows]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token = _encode_page_token(rows[-1].id) if more else ""
+        return SettlementFailurePage([_failure_view(r) for r in rows], token)
 
     # ------------------------------------------------------------------ operators
 

@@ -68,7 +68,7 @@ def test_an_unknown_bet_is_reported_and_kept_for_operators(http: httpx.Client, f
     response = http.post("/winners", json=winners(winner(777, "10.00", "30.00")))
     assert response.status_code == 422, response.text
     assert [(f["bet_uid"], f["reason"]) for f in response.json()["failed"]] == [(777, "unknown_bet")]
-    (failure,) = funded.list_settlement_failures("fanteam")
+    (failure,) = funded.list_settlement_failures("fanteam").failures
     assert (failure.transaction_id, failure.reason) == ("betflex:fanteam:payout:777", "STAKE_NOT_FOUND")
     assert funded.get_balance(ALICE).balance == Decimal("100.00")
 
@@ -81,14 +81,14 @@ def test_one_bad_bet_among_good_ones_then_a_retry_after_the_fix(http: httpx.Clie
     assert response.status_code == 422
     assert response.json()["settled"] == [1]
     assert [(f["bet_uid"], f["reason"]) for f in response.json()["failed"]] == [(2, "stake_mismatch")]
-    assert [f.reason for f in funded.list_settlement_failures("fanteam")] == ["STAKE_MISMATCH"]
+    assert [f.reason for f in funded.list_settlement_failures("fanteam").failures] == ["STAKE_MISMATCH"]
     # betflex corrects the body and retries: bet 1 is a replay, bet 2 settles now
     fixed = winners(winner(1, "10.00", "20.00"), winner(2, "10.00", "20.00", user="1002"))
     response = http.post("/winners", json=fixed)
     assert response.status_code == 200, response.text
     assert sorted(response.json()["settled"]) == [1, 2]
     assert (funded.get_balance(ALICE).balance, funded.get_balance(BOB).balance) == (Decimal("110.00"), Decimal("20.00"))
-    assert funded.list_settlement_failures("fanteam") == []
+    assert funded.list_settlement_failures("fanteam").failures == ()
 
 
 def test_a_payout_in_another_currency_is_refused(http: httpx.Client, funded: WalletClient) -> None:
@@ -116,7 +116,7 @@ def test_a_new_payout_for_a_settled_bet_is_a_conflict_kept_for_operators_by_defa
     assert corrected.status_code == 422, corrected.text
     assert [f["reason"] for f in corrected.json()["failed"]] == ["settlement_conflict"]
     assert funded.get_balance(ALICE).balance == Decimal("120.00")  # the first settlement stands
-    queue = funded.list_settlement_failures("fanteam")
+    queue = funded.list_settlement_failures("fanteam").failures
     assert [(f.transaction_id, f.amount) for f in queue] == [("betflex:fanteam:payout:1", "12.00")]
 
 

@@ -1,7 +1,7 @@
 """POST /winners at any size, and the checks on what betflex asks us to pay (DESIGN section 5; issue 12).
 
 Real edge on a real port, calling a real core, on SQLite and PostgreSQL. No timings here: the
-time of one delivery of 2,500 and 5,000 bets is measured by bench/winners_size.py.
+time of one delivery of 2,500 and 5,000 bets is measured by wallet_bench/winners_size.py.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ def test_a_payout_naming_another_stake_amount_is_refused_as_stake_mismatch(
     assert funded.get_balance(ALICE).balance == Decimal("100.00")  # 100 - 2 - 2 + 4
     assert dump(core.engine)["stakes"] != before["stakes"]  # bet 2 settled, bet 1 still open
     # kept for operators with the callback's values: the payout asked, the stake it named, the stake taken
-    [kept] = funded.list_settlement_failures("fanteam")
+    [kept] = funded.list_settlement_failures("fanteam").failures
     assert (kept.transaction_id, kept.reason, kept.amount) == ("betflex:fanteam:payout:1", "STAKE_AMOUNT_MISMATCH", "40.00")
     assert "20.00" in kept.message and "2.00" in kept.message
     # betflex corrects the callback: bet 1 settles, bet 2 replays, the queue entry is resolved
     response = http.post("/winners", json=winners(winner(1, "2.00", "40.00"), winner(2, "2.00", "4.00")))
     assert response.status_code == 200, response.text
     assert funded.get_balance(ALICE).balance == Decimal("140.00")
-    assert funded.list_settlement_failures("fanteam") == []
+    assert funded.list_settlement_failures("fanteam").failures == ()
 
 
 def test_a_pool_asking_more_than_its_overdraw_is_not_paid(http: httpx.Client, funded: WalletClient) -> None:
@@ -65,7 +65,7 @@ def test_a_pool_asking_more_than_its_overdraw_is_not_paid(http: httpx.Client, fu
     assert sorted((f["bet_uid"], f["reason"]) for f in response.json()["failed"]) == [
         (1, "overdraw_exceeded"), (2, "overdraw_exceeded")]
     assert funded.get_balance(ALICE).balance == Decimal("96.00")
-    kept = {f.transaction_id: f for f in funded.list_settlement_failures("fanteam")}
+    kept = {f.transaction_id: f for f in funded.list_settlement_failures("fanteam").failures}
     big = kept["betflex:fanteam:payout:2"]
     assert (big.reason, big.amount) == ("PAYOUT_CAP_EXCEEDED", "400000.00")
     assert "pool:550001" in big.message and "4.00" in big.message and "400002.00" in big.message
@@ -160,7 +160,7 @@ def test_the_largest_callback_the_body_cap_allows_settles_within_two_deliveries(
                 assert wallet.get_balance(AccountRef("fanteam", user, "EUR")).balance == Decimal("1000.00") + delta
             # one more delivery replays every bet and moves nothing
             assert http.post("/winners", content=body, headers=JSON).status_code == 200
-            assert wallet.list_settlement_failures("fanteam") == []
+            assert wallet.list_settlement_failures("fanteam").failures == ()
     finally:
         core.stop()
     engine = make_engine(db_url, create=False)

@@ -72,19 +72,19 @@ def test_a_payout_naming_another_stake_amount_is_refused_and_kept(staked: Wallet
     after = dump(core.engine)
     for table in ("accounts", "entries", "stakes", "transactions"):
         assert after[table] == before[table], table
-    (failure,) = staked.list_settlement_failures("fanteam")
+    (failure,) = staked.list_settlement_failures("fanteam").failures
     assert (failure.transaction_id, failure.reason, failure.amount) == ("payout:1", "STAKE_AMOUNT_MISMATCH", "40.00")
     assert "20.00" in failure.message and "2.00" in failure.message
     # the corrected request settles it, and resolves the queue entry
     assert staked.settle_batch([payout(1, "40.00")])[0].settled
-    assert staked.list_settlement_failures("fanteam") == []
+    assert staked.list_settlement_failures("fanteam").failures == ()
 
 
 def test_a_pool_over_its_cap_pays_none_of_its_new_payouts(staked: WalletClient) -> None:
     results = staked.settle_batch([payout(1, "2.00", cap="4.00"), payout(2, "400000.00", cap="4.00")])
     assert all(isinstance(r.error, PayoutCapExceeded) for r in results)
     assert staked.get_balance(ALICE).balance == Decimal("90.00")
-    failures = {f.transaction_id: f for f in staked.list_settlement_failures("fanteam")}
+    failures = {f.transaction_id: f for f in staked.list_settlement_failures("fanteam").failures}
     assert set(failures) == {"payout:1", "payout:2"}
     assert failures["payout:2"].amount == "400000.00" and "4.00" in failures["payout:2"].message
     assert "400002.00" in failures["payout:2"].message
@@ -110,7 +110,7 @@ def test_items_refused_on_their_own_do_not_stop_the_others(staked: WalletClient)
     staked.settle_batch([payout(3, "3.00")])
     (again,) = staked.settle_batch([SettleItem("payout:3b", ALICE, "1.00", "bet:3", POOL)])
     assert isinstance(again.error, AlreadySettled)
-    assert {f.transaction_id for f in staked.list_settlement_failures("fanteam")} == {"payout:1", "payout:2", "payout:3b"}
+    assert {f.transaction_id for f in staked.list_settlement_failures("fanteam").failures} == {"payout:1", "payout:2", "payout:3b"}
 
 
 def test_what_concerns_the_whole_call_refuses_it(staked: WalletClient) -> None:

@@ -18,7 +18,7 @@ import grpc
 import httpx
 import pytest
 
-from bench.hostile_bodies import worst_bodies
+from wallet_bench.hostile_bodies import worst_bodies
 from clients import WalletClient
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2 as pb
@@ -195,9 +195,9 @@ def test_the_worst_bodies_the_cap_allows_are_refused_while_healthz_keeps_answeri
 ) -> None:
     """Issue 11: a 1 MiB body of 96,000 keys, the last one twice, held the event loop for minutes (the
     duplicate check was quadratic): /healthz and every callback waited. Each worst body of
-    bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
+    wallet_bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
     200 and every body refused, nothing changed. How fast /healthz answers meanwhile is measured by
-    `python -m bench.hostile_bodies`, not here (the probes' 10 s timeout is only an upper bound)."""
+    `python -m wallet_bench.hostile_bodies`, not here (the probes' 10 s timeout is only an upper bound)."""
     status = 402 if route == "/bets" else 400
     failures = []
     with httpx.Client(base_url=edge.url, timeout=30) as http:

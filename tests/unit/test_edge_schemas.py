@@ -130,7 +130,7 @@ def test_with_duplicate_keys_the_body_is_refused() -> None:
 def test_a_duplicate_key_among_many_in_an_ignored_object_is_found_in_one_pass() -> None:
     """Issue 11: 60,000 distinct keys and the last one again took 25 s of the event loop (keys.count()
     for every key); the check is linear now. The timeout is an upper bound, not a measurement
-    (bench/hostile_bodies.py measures)."""
+    (wallet_bench/hostile_bodies.py measures)."""
     ignored = b"{" + b",".join(b'"k%d":0' % n for n in range(60_000)) + b',"k59999":1}'
     raw = encode(example("bets"))[:-1] + b', "extra": ' + ignored + b"}"
     error = bets_error(raw)

@@ -138,8 +138,12 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
         def work() -> pb.ListSettlementFailuresResponse:
             if request.limit < 0:
                 raise domain_errors.InvalidArgument("limit must not be negative")
-            rows = self.ledger.list_settlement_failures(request.client, request.include_resolved, request.limit)
-            return pb.ListSettlementFailuresResponse(failures=[convert.failure_out(r) for r in rows])
+            page = self.ledger.list_settlement_failures(
+                request.client, request.include_resolved, request.limit, request.page_token)
+            return pb.ListSettlementFailuresResponse(
+                failures=[convert.failure_out(r) for r in page.failures],
+                next_page_token=page.next_page_token,
+            )
 
         return self._call(context, lambda: [request.client], work)
 

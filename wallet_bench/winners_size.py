@@ -1,8 +1,8 @@
 """The time of one full /winners delivery of N bets (issue 12), on PostgreSQL and SQLite.
 
-    .venv/bin/python -m bench.winners_size [--sizes 1,2500,5000] [--server-url postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python -m wallet_bench.winners_size [--sizes 1,2500,5000] [--server-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-For each database, a fresh ledger, the core and the edge as separate processes (bench.services),
+For each database, a fresh ledger, the core and the edge as separate processes (wallet_bench.services),
 every stake placed over gRPC first; then, for each size, one /winners callback of that many bets
 (pools of 10 bets, 40 users) is delivered until it answers 200. Printed per size: the deliveries
 it took, the time of the first delivery, and that time as a ratio of the same run's baseline (a
@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
-from bench import database
-from bench.services import running_stack
+from wallet_bench import database
+from wallet_bench.services import running_stack
 from clients import AccountRef, DebitItem, Purpose, WalletClient
 
 USERS = 40
