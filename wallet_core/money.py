@@ -21,8 +21,11 @@ MAX_TEXT_LENGTH = 40
 _AMOUNT = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?", re.ASCII)
 
 
-def parse_amount(text: object, scale: int, *, field: str = "amount") -> int:
-    """The amount `text` in minor units of a currency with `scale` decimals, or InvalidAmount."""
+def check_amount_text(text: object, *, field: str = "amount") -> re.Match[str]:
+    """The checks of an amount that need no currency (a plain non-negative decimal string), or InvalidAmount.
+
+    For a call whose currency is known only once its rows are loaded (a resettle): its amount is
+    refused before anything is looked at, and its scale is checked by `parse_amount` later."""
     if not isinstance(text, str):
         raise InvalidAmount(f"{field} must be a decimal string such as \"12.50\", got {type(text).__name__}")
     if text == "":
@@ -35,6 +38,12 @@ def parse_amount(text: object, scale: int, *, field: str = "amount") -> int:
             f"{field} {text!r} is not a plain non-negative decimal such as \"12.50\" "
             "(no sign, exponent, spaces or leading zeros)"
         )
+    return match
+
+
+def parse_amount(text: object, scale: int, *, field: str = "amount") -> int:
+    """The amount `text` in minor units of a currency with `scale` decimals, or InvalidAmount."""
+    match = check_amount_text(text, field=field)
     whole, fraction = match.group(1), match.group(2) or ""
     if len(fraction) > scale:
         raise InvalidAmount(

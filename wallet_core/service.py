@@ -89,6 +89,7 @@ from wallet_core.domain import (
     credit_fingerprint,
     debit_fingerprint,
 )
+from wallet_core.money import check_amount_text
 from wallet_core.storage import repository
 from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
@@ -346,8 +347,7 @@ class Ledger:
     def resettle(self, client: str, transaction_id: str, stake_id: str, amount: str, reference: str = "", *,
                  policy: ClawbackPolicy | None = None, audit: AuditNote | None = None) -> CorrectionResult:
         """Replace a settled stake's payout with `amount`, atomically (the stake stays settled)."""
-        if not isinstance(amount, str) or not amount:
-            raise errors.InvalidAmount("amount is required for a resettle")
+        check_amount_text(amount)  # its scale is the stake's currency's, checked once the stake is loaded
         return self._correct(client, transaction_id, stake_id, amount, reference, policy, audit)
 
     def clawback_policy(self, client: str) -> ClawbackPolicy:

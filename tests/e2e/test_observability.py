@@ -162,7 +162,7 @@ def test_one_callback_is_followed_across_the_edge_and_the_core(
     by_id = {line["request_id"]: line for line in lines("wallet_core.access")}
     assert by_id["betflex-req-42"]["method"] == "wallet.v1.Wallet/Debit"
     assert by_id["betflex-req-42"]["transaction_ids"] == [stake_id("fanteam", 9000001)]
-    assert by_id[request_id]["method"] == "wallet.v1.Wallet/Credit"
+    assert by_id[request_id]["method"] == "wallet.v1.Wallet/SettleBatch"  # /winners settles in batches
     assert TOKENS["fanteam"] not in caplog.text
 
 
