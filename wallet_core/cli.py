@@ -254,7 +254,7 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
         lines.append(f"access token (clients {', '.join(clients)}): in {settings.data_dir / 'token'}")
     bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "'<a token of WALLET_EDGE_TOKENS>'"
     lines += [
-        "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100`",
+        "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100 --id dep-1`",
         f"  with WALLET_TOKEN=$(cat {settings.data_dir / 'token'}) and --grpc 127.0.0.1:{port}):",
         f"  curl -sS -X POST {url}/bets -H 'Authorization: Bearer '{bearer} \\",
         "    -H 'Content-Type: application/json' \\",
@@ -668,5 +668,7 @@ def main() -> None:
     cli.main(prog_name="wallet")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m wallet_core.cli`: run the importable module's group, which
+    from wallet_core.cli import main as _main  # wallet_core/cli_operator.py's commands are registered on
+
+    _main()

@@ -204,10 +204,12 @@ def cancel(client: str, stake: str, reason: str, tombstone: bool, reference: str
 @click.option("--amount", required=True, help="The payout, a decimal in the stake's currency (0 for a lost bet).")
 @id_option
 @reason_option(required=True)
-@reference_option
+@click.option("--reference", default=None,
+              help="Free text kept with the payout [default: the stake's, e.g. betflex's pool:<uid>, which a "
+                   "redelivered /winners sends too: with the same id and amount it then replays].")
 @client_options
-def settle(client: str, stake: str, amount: str, transaction_id: str, reason: str, reference: str, target: str,
-           token: str, tls_ca: Path | None, as_json: bool) -> None:
+def settle(client: str, stake: str, amount: str, transaction_id: str, reason: str, reference: str | None,
+           target: str, token: str, tls_ca: Path | None, as_json: bool) -> None:
     """Settle an open stake with a payout to its wallet. To fix a failed betflex payout, give the
     queue entry's id (betflex:<client>:payout:<UID>): the entry is then marked settled, and
     a redelivery of the /winners replays instead of paying twice."""
@@ -224,7 +226,8 @@ def settle(client: str, stake: str, amount: str, transaction_id: str, reason: st
             raise CommandError(f"{stake!r} of client {client!r} is {what}: nothing to settle",
                                code=Exit.REFUSED, reason="STAKE_NOT_FOUND", show_reason=True)
         return c.operator_credit(transaction_id, found.account, amount, Purpose.PAYOUT, reason,
-                                 settles_transaction_id=stake, reference=reference)
+                                 settles_transaction_id=stake,
+                                 reference=found.reference if reference is None else reference)
 
     result = _run(target, token, tls_ca, call)
     t = result.transaction
