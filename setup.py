@@ -3,12 +3,14 @@
 The generated modules are never committed. Every install (`pip install .`, `pip install -e .`,
 building a wheel) runs `build_py`, which runs grpc_tools.protoc over protos/ into
 clients/wallet/v1/ and fixes the one absolute import protoc writes, so that the generated
-package lives inside `clients` instead of claiming a top-level `wallet` package.
+package lives inside `clients` instead of claiming a top-level `wallet` package. The .proto
+itself is copied there too and shipped in the wheel (clients/wallet/v1/wallet.proto).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -51,6 +53,9 @@ def generate_protos() -> None:
             fixed = re.sub(r"^from (wallet(\.\w+)*) import", r"from clients.\1 import", text, flags=re.M)
             if fixed != text:
                 generated.write_text(fixed)
+        # ship the .proto beside the code generated from it, at its import path, so that other
+        # languages can generate from an installed package: protoc -I <site-packages>/clients ...
+        shutil.copyfile(proto, package_dir / proto.name)
 
 
 class BuildPyWithProtos(build_py):

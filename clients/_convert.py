@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients import models as m
+from clients.errors import BY_REASON, WalletError
 from clients.wallet.v1 import wallet_pb2 as pb
 
 E = TypeVar("E", bound=enum.Enum)
@@ -114,6 +115,27 @@ def credit(transaction_id: str, account_ref: m.AccountRef, value: str | Decimal 
     return "Credit", request, lambda r: m.CreditResult(transaction(r.transaction), r.replayed)
 
 
+def settle_batch(items: Sequence[m.SettleItem]) -> tuple[str, Any, Any]:
+    request = pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id=i.transaction_id, account=ref(i.account), amount=amount(i.amount),
+                      settles_transaction_id=i.settles_transaction_id, reference=i.reference,
+                      stake_amount=amount(i.stake_amount), payout_cap=amount(i.payout_cap))
+        for i in items
+    ])
+
+    def parse(r: pb.SettleBatchResponse) -> list[m.SettleResult]:
+        results = []
+        for x in r.results:
+            if x.reason:
+                error = BY_REASON.get(x.reason, WalletError)(x.message)
+                results.append(m.SettleResult(x.transaction_id, None, x.replayed, error))
+            else:
+                results.append(m.SettleResult(x.transaction_id, transaction(x.transaction), x.replayed, None))
+        return results
+
+    return "SettleBatch", request, parse
+
+
 def cancel(client: str, transaction_id: str, reference: str) -> tuple[str, Any, Any]:
     request = pb.CancelRequest(client=client, transaction_id=transaction_id, reference=reference)
 
@@ -143,9 +165,11 @@ def list_transactions(account_ref: m.AccountRef, page_size: int, page_token: str
         tuple(transaction(t) for t in r.transactions), r.next_page_token)
 
 
-def list_settlement_failures(client: str, include_resolved: bool, limit: int) -> tuple[str, Any, Any]:
-    request = pb.ListSettlementFailuresRequest(client=client, include_resolved=include_resolved, limit=limit)
-    return "ListSettlementFailures", request, lambda r: [failure(f) for f in r.failures]
+def list_settlement_failures(client: str, include_resolved: bool, limit: int, page_token: str) -> tuple[str, Any, Any]:
+    request = pb.ListSettlementFailuresRequest(
+        client=client, include_resolved=include_resolved, limit=limit, page_token=page_token)
+    return "ListSettlementFailures", request, lambda r: m.SettlementFailurePage(
+        tuple(failure(f) for f in r.failures), r.next_page_token)
 
 
 # ---------------------------------------------------------------- settlement corrections and operators

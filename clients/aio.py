@@ -80,6 +80,10 @@ class AsyncWalletClient:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
         return await self._do(spec, timeout)  # type: ignore[no-any-return]
 
+    async def settle_batch(self, items: Sequence[m.SettleItem], *, timeout: float | None = None) -> list[m.SettleResult]:
+        """Settle many stakes, each payout on its own, in one core transaction (see the SettleBatch RPC)."""
+        return await self._do(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
+
     async def cancel(self, client: str, transaction_id: str, *, reference: str = "",
                timeout: float | None = None) -> m.CancelResult:
         return await self._do(c.cancel(client, transaction_id, reference), timeout)  # type: ignore[no-any-return]
@@ -109,9 +113,11 @@ class AsyncWalletClient:
                           timeout: float | None = None) -> m.TransactionPage:
         return await self._do(c.list_transactions(account, page_size, page_token), timeout)  # type: ignore[no-any-return]
 
-    async def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100, *,
-                                 timeout: float | None = None) -> list[m.SettlementFailure]:
-        spec = c.list_settlement_failures(client, include_resolved, limit)
+    async def list_settlement_failures(self, client: str, include_resolved: bool = False, limit: int = 100,
+                                 page_token: str = "", *,
+                                 timeout: float | None = None) -> m.SettlementFailurePage:
+        """One page of refused payouts, newest first; pass next_page_token back for the next."""
+        spec = c.list_settlement_failures(client, include_resolved, limit, page_token)
         return await self._do(spec, timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- health

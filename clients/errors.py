@@ -96,6 +96,14 @@ class PermissionDenied(WalletError):
     reason = "PERMISSION_DENIED"
 
 
+class StakeAmountMismatch(WalletError):
+    reason = "STAKE_AMOUNT_MISMATCH"
+
+
+class PayoutCapExceeded(WalletError):
+    reason = "PAYOUT_CAP_EXCEEDED"
+
+
 class Unavailable(WalletError):
     """The core or its database could not serve the call; retrying is safe.
 
@@ -127,7 +135,8 @@ BY_REASON: dict[str, type[WalletError]] = {
     for cls in (
         InvalidArgument, InvalidAmount, UnknownCurrency, AccountNotFound, StakeNotFound, InsufficientFunds,
         AccountBlocked, AlreadySettled, StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable,
-        NotSettled, IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable,
+        NotSettled, IdempotencyConflict, Unauthenticated, PermissionDenied, Unavailable, StakeAmountMismatch,
+        PayoutCapExceeded,
     )
 }
 

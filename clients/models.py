@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from clients.errors import WalletError
+
 
 class Purpose(enum.StrEnum):
     STAKE = "stake"
@@ -105,6 +107,36 @@ class CreditResult:
 
 
 @dataclass(frozen=True)
+class SettleItem:
+    """One payout of `settle_batch`: settles the stake `settles_transaction_id` with `amount` (may be 0).
+
+    `stake_amount`: the stake you believe was taken (refused with StakeAmountMismatch if not);
+    `payout_cap`: the most that all applied payouts with this `reference` may total (PayoutCapExceeded)."""
+
+    transaction_id: str
+    account: AccountRef
+    amount: str | Decimal | int
+    settles_transaction_id: str
+    reference: str = ""
+    stake_amount: str | Decimal | int = ""
+    payout_cap: str | Decimal | int = ""
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    """What became of one item: settled (`transaction`, now or earlier when `replayed`) or `error`."""
+
+    transaction_id: str
+    transaction: Transaction | None
+    replayed: bool
+    error: WalletError | None
+
+    @property
+    def settled(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class CancelResult:
     outcome: CancelOutcome
     transaction: Transaction
@@ -131,6 +163,12 @@ class FenceResult:
 class TransactionPage:
     transactions: tuple[Transaction, ...]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class SettlementFailurePage:
+    failures: tuple[SettlementFailure, ...]
+    next_page_token: str  # empty on the last page
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the exporter is then `otlp`), and `OTEL_SDK_DISABLED` is not `true`. Everything 
 SDK's own reading of the standard variables: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
 `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, the exporter's endpoint, headers and protocol.
 
-The packages are the optional extra `wallet[otel]`; when the variables ask for tracing and the
+The packages are the optional extra `betflex-wallet-ledger[otel]`; when the variables ask for tracing and the
 extra is missing, a warning is logged and the process runs untraced (it never fails to start).
 """
 
@@ -54,7 +54,7 @@ def _make(service_name: str, env: Mapping[str, str]) -> Any | None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         log.warning("OTEL_* variables ask for tracing but OpenTelemetry is not installed "
-                    "(pip install 'wallet[otel]'): running without traces")
+                    "(pip install 'betflex-wallet-ledger[otel]'): running without traces")
         return None
     attributes = {} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     provider = TracerProvider(resource=Resource.create(attributes))

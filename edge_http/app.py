@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from typing import Any
 
@@ -74,7 +76,12 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     )
     settler = Settler(
         client, metrics,
-        deadline=settings.edge_winners_deadline, calls=calls, concurrency=settings.edge_settle_concurrency,
+        deadline=settings.edge_winners_deadline, concurrency=settings.edge_settle_concurrency,
+        auto_resettle=settings.auto_resettle_clients(),
+        # a SettleBatch attempt may use the callback's whole time: cutting it short only makes the
+        # core do the same payouts again behind the first attempt (they are idempotent, not free)
+        calls=dataclasses.replace(calls, attempt_timeout=max(settings.edge_core_attempt_timeout,
+                                                             settings.edge_winners_deadline)),
     )
 
     json_check = JsonCheck()

@@ -11,9 +11,12 @@ body schema refuses a longer client before anything is called.
 
 from __future__ import annotations
 
+import hashlib
+
 from clients.betflex_ids import payout_id, stake_id  # the formats, shared with the `wallet` CLI
 
-__all__ = ["MAX_CLIENT_LENGTH", "MAX_ID_LENGTH", "MAX_UID", "payout_id", "pool_reference", "stake_id"]
+__all__ = ["MAX_CLIENT_LENGTH", "MAX_ID_LENGTH", "MAX_UID", "payout_id", "pool_reference", "resettle_id",
+           "stake_id"]
 
 # betflex's uids (bets, users, pools) are JSON numbers: non-negative and within a signed 64-bit integer.
 MAX_UID = 2**63 - 1
@@ -28,3 +31,10 @@ def pool_reference(pool_uid: int | None) -> str:
 
 # The longest client whose ids still fit with the largest bet uid: 128 - len("betflex::payout:" + 19 digits).
 MAX_CLIENT_LENGTH = MAX_ID_LENGTH - max(len(derive("", MAX_UID)) for derive in (stake_id, payout_id))
+
+
+def resettle_id(client: str, bet_uid: int, payout: str) -> str:
+    """The id of an automatic resettle of a bet to `payout` (WALLET_EDGE_AUTO_RESETTLE): one per new payout,
+    so a redelivery of the corrected callback replays it. A digest keeps it within MAX_ID_LENGTH."""
+    digest = hashlib.sha256(f"{client}\n{bet_uid}\n{payout}".encode()).hexdigest()[:40]
+    return f"betflex:resettle:{digest}"

@@ -39,8 +39,12 @@ class EdgeSettings(BaseSettings):
         default=3.0, gt=0, validation_alias=AliasChoices("wallet_edge_fence_deadline", "wallet_edge_cancel_deadline",
                                                          "edge_fence_deadline", "edge_cancel_deadline"),
     )
-    edge_winners_deadline: float = Field(default=3.0, gt=0)
-    edge_settle_concurrency: int = Field(default=16, gt=0, le=1024)
+    # no player waits on a settlement: a callback as large as the body cap allows needs a few seconds
+    edge_winners_deadline: float = Field(default=10.0, gt=0)
+    # SettleBatch calls (of up to 250 payouts each) in flight at once for one /winners callback
+    edge_settle_concurrency: int = Field(default=4, gt=0, le=1024)
+    # clients whose /winners may correct a settled bet's payout (a resettle) instead of a settlement_conflict
+    edge_auto_resettle: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["plain", "json"] = "plain"
     insecure_no_auth: bool = False
@@ -71,6 +75,10 @@ class EdgeSettings(BaseSettings):
     def _networks(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    def auto_resettle_clients(self) -> frozenset[str]:
+        """`edge_auto_resettle` as a set of clients ("*": every client)."""
+        return frozenset(c.strip() for c in self.edge_auto_resettle.split(",") if c.strip())
 
     def listen(self) -> tuple[str, int]:
         """`http_addr` as (host, port); IPv6 hosts may be written in brackets."""

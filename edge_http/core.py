@@ -13,7 +13,19 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from clients import Account, AccountRef, AsyncWalletClient, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import (
+    Account,
+    AccountRef,
+    AsyncWalletClient,
+    CorrectionResult,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    FenceResult,
+    Purpose,
+    SettleItem,
+    SettleResult,
+)
 from clients.errors import Unauthenticated, WalletError
 
 from edge_http import errors
@@ -72,6 +84,16 @@ class LazyWallet:
             transaction_id, account, amount, purpose,
             settles_transaction_id=settles_transaction_id, reference=reference, timeout=timeout,
         )
+
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
+        return await self._get().settle_batch(items, timeout=timeout)
+
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> CorrectionResult:
+        return await self._get().resettle(client, transaction_id, settles_transaction_id, amount, reason=reason,
+                                          reference=reference, timeout=timeout)
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._get().get_balance(account, timeout=timeout)

@@ -21,7 +21,9 @@ from clients.errors import (
     InvalidAmount,
     InvalidArgument,
     NotCancellable,
+    PayoutCapExceeded,
     PermissionDenied,
+    StakeAmountMismatch,
     StakeCancelled,
     StakeMismatch,
     StakeNotFound,
@@ -33,6 +35,7 @@ from clients.errors import (
 )
 
 WALLET_UNAVAILABLE = "wallet_unavailable"
+SETTLEMENT_CONFLICT = "settlement_conflict"
 
 
 class EdgeCallFailed(WalletError):
@@ -69,6 +72,8 @@ BETS_CODES: dict[type[WalletError], str] = {
 WINNERS_REASONS: dict[type[WalletError], str] = {
     StakeNotFound: "unknown_bet",
     StakeMismatch: "stake_mismatch",
+    StakeAmountMismatch: "stake_mismatch",  # the bet's `amount` is not the stake taken (DESIGN section 5)
+    PayoutCapExceeded: "overdraw_exceeded",  # the pool's payouts would exceed its `overdraw`
     CurrencyMismatch: "currency_mismatch",
     AlreadySettled: "settlement_conflict",
     IdempotencyConflict: "settlement_conflict",
@@ -84,7 +89,7 @@ WINNERS_REASONS: dict[type[WalletError], str] = {
 DEFINITE: tuple[type[WalletError], ...] = (
     InvalidArgument, AccountNotFound, StakeNotFound, InsufficientFunds, AccountBlocked, AlreadySettled,
     StakeCancelled, CurrencyMismatch, StakeMismatch, NotCancellable, IdempotencyConflict,
-    Unauthenticated, PermissionDenied,
+    Unauthenticated, PermissionDenied, StakeAmountMismatch, PayoutCapExceeded,
 )
 # Refusals the ledger records for every item of the Debit, in the commit that refuses it: a
 # decision about every bet of the slip, replayed as such to every later delivery.

@@ -140,10 +140,13 @@ DOCUMENT: dict[str, Any] = {
                 "required": ["bets"],
                 "properties": {
                     "pool": {
-                        "type": "object",
+                        "type": "object", "required": ["overdraw"],
                         "properties": {
                             "uid": UID,
                             "client": {"type": "string", "minLength": 1, "maxLength": 128, "description": TENANT},
+                            "overdraw": {"type": "string", "description": (
+                                "The pool's total payout: the pool's payouts, earlier callbacks included, may not exceed"
+                                " it (overdraw_exceeded).")},
                         },
                         "description": "`uid` is the payout's reference; `client` is checked against the token.",
                     },
@@ -163,9 +166,10 @@ DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "bet": {
-                        "type": "object", "required": ["uid", "currency", "payout"],
+                        "type": "object", "required": ["uid", "currency", "payout", "amount"],
                         "properties": {
                             "uid": UID,
+                            "amount": {"type": "string", "description": "Must be the stake taken for the bet (stake_mismatch)."},
                             "currency": {"type": "string", "description": "Must be the stake's currency."},
                             "payout": {"type": "string", "pattern": AMOUNT_PATTERN, "description": "May be \"0\"."},
                         },

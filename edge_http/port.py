@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
 
-from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import (
+    Account,
+    AccountRef,
+    CorrectionResult,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    FenceResult,
+    Purpose,
+    SettleItem,
+    SettleResult,
+)
 
 
 class WalletPort(Protocol):
@@ -26,6 +37,13 @@ class WalletPort(Protocol):
         self, transaction_id: str, account: AccountRef, amount: str | Decimal | int, purpose: Purpose, *,
         settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
     ) -> CreditResult: ...
+
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]: ...
+
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> CorrectionResult: ...
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account: ...
 

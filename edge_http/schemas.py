@@ -9,7 +9,7 @@ the body as a whole must still be JSON that any reader reads the same way: see
 Cost: both passes are linear in the body and run in C/Rust. msgspec skips what is not declared
 without building it (about a millisecond for the worst 1 MiB body); the second pass
 (`ambiguity`) builds everything and is run off the event loop for large bodies by
-`edge_http.jsoncheck` (`bench/hostile_bodies.py` measures what the worst bodies cost).
+`edge_http.jsoncheck` (`wallet_bench/hostile_bodies.py` measures what the worst bodies cost).
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class WinnersBet(msgspec.Struct):
     uid: Uid
     currency: str
     payout: str
+    amount: str  # the stake betflex says it took: the core refuses a payout naming another (stake_mismatch)
 
 
 class WinnerEntry(msgspec.Struct):
@@ -89,6 +90,7 @@ class WinnerEntry(msgspec.Struct):
 
 
 class WinnersPool(msgspec.Struct):
+    overdraw: str  # the pool's total payout: the core refuses payouts of the pool beyond it
     uid: Uid | None = None
     client: Client | None = None  # checked against the token's clients (edge_http.tenants)
 

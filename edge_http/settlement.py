@@ -1,14 +1,20 @@
-"""POST /winners as a use case: settle each bet on its own with an idempotent PAYOUT credit.
+"""POST /winners as a use case: settle each bet on its own, many bets per core call.
 
-Every bet gets its own Credit (transaction id from the client and the bet uid, settling the
-stake /bets took), a few at a time. A bet counts as settled when its Credit succeeds now or
-is a replay of one that succeeded earlier. Failures are reported per bet; the core itself
-keeps every refused payout for operators, so the edge stores nothing.
+The callback's bets go to the core in SettleBatch calls of at most `chunk` payouts (one client
+each, a pool's bets kept in one call where they fit), several calls at a time. Each payout is
+judged on its own by the core, in one database transaction per call: the transaction id comes
+from the client and the bet uid, it settles the stake /bets took, it names the stake betflex
+says it took (`amount`: another amount is `stake_mismatch`) and its pool's `overdraw` as the cap
+of the pool's payouts (`overdraw_exceeded`). A bet counts as settled when its payout is applied
+now or is a replay of one applied earlier: a redelivery replays what earlier ones settled at
+the cost of one read per bet, so every delivery makes progress on the rest. Failures are
+reported per bet; the core itself keeps every refused payout for operators, so the edge
+stores nothing.
 
-Calls that fail on the way to the core (timeout, unreachable) are repeated, the Credit being
-idempotent, until `deadline` (for the whole callback) runs out (`CallPolicy.until`, the edge's
-one retry loop); a bet whose first attempt could not start before the deadline is reported
-`wallet_unavailable` without a call.
+Calls that fail on the way to the core (timeout, unreachable) are repeated, SettleBatch being
+idempotent item by item, until `deadline` (for the whole callback) runs out (`CallPolicy.until`,
+the edge's one retry loop); the bets of a call that could not start before the deadline are
+reported `wallet_unavailable` without a call.
 """
 
 from __future__ import annotations
@@ -17,15 +23,15 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from clients import AccountRef, Purpose
+from clients import AccountRef, SettleItem, SettleResult
 from clients.errors import WalletError
 
 from edge_http import errors
-from edge_http.betflex import payout_id, pool_reference, stake_id
+from edge_http.betflex import payout_id, pool_reference, resettle_id, stake_id
 from edge_http.metrics import EdgeMetrics
 from edge_http.port import WalletPort
 from edge_http.retry import CallPolicy
-from edge_http.schemas import WinnerEntry, WinnersBody, user_id
+from edge_http.schemas import WinnersBody, user_id
 
 log = logging.getLogger("edge_http.winners")
 
@@ -54,44 +60,128 @@ class Settlement:
         return 503 if any(f.retryable for f in self.failed) else 422
 
 
+# Payouts per SettleBatch call: the core takes at most 500; 250: few calls per callback, each a short transaction.
+CHUNK = 250
+
+
+@dataclass(frozen=True)
+class Payout:
+    bet_uid: int
+    item: SettleItem
+
+
 class Settler:
     def __init__(
         self, wallet: WalletPort, metrics: EdgeMetrics, *, deadline: float, calls: CallPolicy, concurrency: int = 16,
+        chunk: int = CHUNK, auto_resettle: frozenset[str] = frozenset(),
     ) -> None:
         self._wallet = wallet
         self._metrics = metrics
         self._deadline = deadline
         self._calls = calls
         self._concurrency = concurrency
+        self._chunk = chunk
+        self._auto_resettle = auto_resettle
 
     async def settle(self, body: WinnersBody) -> Settlement:
         deadline = self._calls.now() + self._deadline
         gate = asyncio.Semaphore(self._concurrency)
-        work: list[tuple[WinnerEntry, str]] = []
-        for pool in body.pools:
-            reference = pool_reference(pool.pool.uid if pool.pool is not None else None)
-            work.extend((entry, reference) for entry in pool.bets)
 
-        async def bounded(entry: WinnerEntry, reference: str) -> FailedBet | None:
+        async def bounded(chunk: list[Payout]) -> list[FailedBet | None]:
             async with gate:
-                return await self._settle_one(entry, reference, deadline)
+                return await self._settle_chunk(chunk, deadline)
 
-        results = await asyncio.gather(*(bounded(entry, reference) for entry, reference in work))
-        settled = [entry.bet.uid for (entry, _), failure in zip(work, results) if failure is None]
-        failed = [failure for failure in results if failure is not None]
+        chunks = self.chunks(body)
+        # the calls start in a different order on each delivery: even if replaying what earlier
+        # deliveries settled were slow, no delivery spends its time on the same prefix again
+        order = list(range(len(chunks)))
+        self._calls.rng.shuffle(order)
+        started = await asyncio.gather(*(bounded(chunks[n]) for n in order))
+        results = [started[order.index(n)] for n in range(len(chunks))]
+        settled: list[int] = []
+        failed: list[FailedBet] = []
+        for chunk, outcomes in zip(chunks, results, strict=True):
+            for payout, failure in zip(chunk, outcomes, strict=True):
+                if failure is None:
+                    settled.append(payout.bet_uid)
+                else:
+                    failed.append(failure)
         return Settlement(settled, failed)
 
-    async def _settle_one(self, entry: WinnerEntry, reference: str, deadline: float) -> FailedBet | None:
-        client, uid = entry.user.client, entry.bet.uid
-        account = AccountRef(client, user_id(entry.user.uid, "user.uid"), entry.bet.currency)
+    def chunks(self, body: WinnersBody) -> list[list[Payout]]:
+        """The callback's payouts, in body order, cut into calls of one client and at most `chunk` items;
+        a pool's payouts of one client stay in one call unless the pool alone is larger than a call."""
+        open_chunks: dict[str, list[Payout]] = {}
+        done: list[list[Payout]] = []
+        for pool in body.pools:
+            uid = pool.pool.uid if pool.pool is not None else None
+            reference = pool_reference(uid)
+            cap = pool.pool.overdraw if pool.pool is not None and reference else ""
+            by_client: dict[str, list[Payout]] = {}
+            for entry in pool.bets:
+                client, bet_uid = entry.user.client, entry.bet.uid
+                item = SettleItem(
+                    payout_id(client, bet_uid), AccountRef(client, user_id(entry.user.uid, "user.uid"), entry.bet.currency),
+                    entry.bet.payout, stake_id(client, bet_uid), reference,
+                    stake_amount=entry.bet.amount, payout_cap=cap,
+                )
+                by_client.setdefault(client, []).append(Payout(bet_uid, item))
+            for client, payouts in by_client.items():
+                current = open_chunks.setdefault(client, [])
+                if current and len(current) + len(payouts) > self._chunk:
+                    done.append(current)
+                    current = open_chunks[client] = []
+                for payout in payouts:
+                    if len(current) == self._chunk:
+                        done.append(current)
+                        current = open_chunks[client] = []
+                    current.append(payout)
+        done.extend(chunk for chunk in open_chunks.values() if chunk)
+        return done
+
+    async def _settle_chunk(self, chunk: list[Payout], deadline: float) -> list[FailedBet | None]:
         if self._calls.now() >= deadline:
-            return FailedBet(uid, errors.WALLET_UNAVAILABLE, "not attempted: the callback's time ran out first; retry")
+            message = "not attempted: the callback's time ran out first; retry"
+            return [FailedBet(p.bet_uid, errors.WALLET_UNAVAILABLE, message) for p in chunk]
+        items = [p.item for p in chunk]
         try:
-            await self._calls.until(deadline, lambda timeout: self._wallet.credit(
-                payout_id(client, uid), account, entry.bet.payout, Purpose.PAYOUT,
-                settles_transaction_id=stake_id(client, uid), reference=reference, timeout=timeout,
+            results: list[SettleResult] = await self._calls.until(
+                deadline, lambda timeout: self._wallet.settle_batch(items, timeout=timeout))
+        except WalletError as error:
+            errors.note_core_error(self._metrics, error, "SettleBatch", f"{len(chunk)} bets")
+            reason, message = errors.winners_reason(error), errors.message_of(error)
+            return [FailedBet(p.bet_uid, reason, message) for p in chunk]
+        if len(results) != len(chunk):  # a core that answers another number of items cannot be believed
+            return [FailedBet(p.bet_uid, errors.WALLET_UNAVAILABLE, "the core's answer does not match the call; retry")
+                    for p in chunk]
+        outcomes: list[FailedBet | None] = []
+        for payout, result in zip(chunk, results, strict=True):
+            if result.error is None:
+                outcomes.append(None)
+                continue
+            if errors.winners_reason(result.error) == errors.SETTLEMENT_CONFLICT and self._resettles(payout):
+                outcomes.append(await self._resettle(payout, deadline))
+                continue
+            errors.note_core_error(self._metrics, result.error, "SettleBatch", f"bet {payout.bet_uid}")
+            outcomes.append(FailedBet(payout.bet_uid, errors.winners_reason(result.error), errors.message_of(result.error)))
+        return outcomes
+
+    def _resettles(self, payout: Payout) -> bool:
+        client = payout.item.account.client
+        return client in self._auto_resettle or "*" in self._auto_resettle
+
+    async def _resettle(self, payout: Payout, deadline: float) -> FailedBet | None:
+        """The bet is settled with another payout and its client lets betflex correct it: resettle to this one."""
+        item = payout.item
+        client = item.account.client
+        try:
+            await self._calls.until(deadline, lambda timeout: self._wallet.resettle(
+                client, resettle_id(client, payout.bet_uid, str(item.amount)), item.settles_transaction_id,
+                item.amount, reason="betflex /winners with another payout (WALLET_EDGE_AUTO_RESETTLE)",
+                reference=item.reference, timeout=timeout,
             ))
         except WalletError as error:
-            errors.note_core_error(self._metrics, error, "Credit", f"bet {uid}")
-            return FailedBet(uid, errors.winners_reason(error), errors.message_of(error))
+            errors.note_core_error(self._metrics, error, "Resettle", f"bet {payout.bet_uid}")
+            return FailedBet(payout.bet_uid, errors.winners_reason(error), errors.message_of(error))
+        log.info("bet %s of client %r resettled to %s (WALLET_EDGE_AUTO_RESETTLE)", payout.bet_uid, client, item.amount)
         return None

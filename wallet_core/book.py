@@ -71,6 +71,31 @@ class CreditCall:
     minor: int
     request_hash: str
     audit: AuditNote | None = None
+    # SettleBatch only: the stake amount the caller expects, and the cap of the payouts with the
+    # command's reference (both in minor units; None = not checked). Not part of request_hash:
+    # a payout already applied replays whatever the caller now says about it.
+    stake_minor: int | None = None
+    cap_minor: int | None = None
+
+    @property
+    def group(self) -> tuple[str, str, str] | None:
+        """The payouts this one's cap counts: (client, currency, reference), or None without a cap."""
+        if self.cap_minor is None or not self.command.reference:
+            return None
+        key = self.command.account
+        return key.client, key.currency, self.command.reference
+
+
+@dataclass(frozen=True)
+class SettleCall:
+    """Many payouts, each judged on its own, in one database transaction (SettleBatch).
+
+    An item refused while it was validated (a bad amount, ...) keeps its place as that refusal."""
+
+    items: list[CreditCall | errors.WalletError]
+
+    def credits(self) -> list[CreditCall]:
+        return [item for item in self.items if isinstance(item, CreditCall)]
 
 
 @dataclass(frozen=True)
@@ -101,8 +126,11 @@ class CorrectionCall:
     audit: AuditNote | None = None
 
 
-Call = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall
-Outcome = DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | errors.WalletError
+Call = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall | SettleCall
+SettleOutcome = CreditResult | errors.WalletError
+Outcome = (
+    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome] | errors.WalletError
+)
 
 
 # ---------------------------------------------------------------- rows in memory
@@ -199,8 +227,12 @@ class Book:
     resolved_failures: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     audit: list[AuditRow] = field(default_factory=list)
+    # (client, currency, reference) -> total of its applied payouts, for the groups of the batch's caps
+    group_paid: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def apply(self, call: Call) -> Outcome:
+        if isinstance(call, SettleCall):
+            return self.settle(call)
         outcome = self._apply(call)
         note = getattr(call, "audit", None)
         if note is not None:
@@ -355,6 +387,7 @@ class Book:
         stake: Stake | None = None
         if cmd.purpose == Purpose.PAYOUT:
             stake = self._settleable_stake(cmd, wallet)
+            self._check_claims(call, stake)
         if wallet is None:
             raise not_found(key)
         if cmd.purpose == Purpose.DEPOSIT and wallet.status == AccountStatus.BLOCKED:
@@ -378,6 +411,9 @@ class Book:
         if stake is not None:
             self._close(stake, StakeState.SETTLED, tx)
             self.resolved_failures.append((key.client, cmd.transaction_id))
+            group = (key.client, key.currency, cmd.reference)
+            if group in self.group_paid:
+                self.group_paid[group] += call.minor
         return CreditResult(self.view(tx), replayed=False)
 
     def _settleable_stake(self, cmd: CreditCommand, wallet: Wallet | None) -> Stake:
@@ -399,6 +435,73 @@ class Book:
         if wallet is None or stake.account_id != wallet.id:
             raise errors.StakeMismatch(f"stake {target!r} belongs to another wallet", stake=target)
         return stake
+
+    # ------------------------------------------------------------ settle (many payouts)
+
+    def settle(self, call: SettleCall) -> list[SettleOutcome]:
+        """Each payout on its own, in order; the new payouts of a capped group first judged together."""
+        over = self._over_cap(call.items)
+        outcomes: list[SettleOutcome] = []
+        for n, item in enumerate(call.items):
+            if isinstance(item, errors.WalletError):
+                outcomes.append(item)
+            elif n in over:
+                self.failures.append(Failure(item.command, over[n]))
+                outcomes.append(over[n])
+            else:
+                outcome = self.apply(item)
+                assert isinstance(outcome, CreditResult | errors.WalletError)
+                outcomes.append(outcome)
+        return outcomes
+
+    def _over_cap(self, items: list[CreditCall | errors.WalletError]) -> dict[int, errors.PayoutCapExceeded]:
+        """The items refused because their group's new payouts, all together, would pass its cap.
+
+        A pool whose payouts betflex asks for exceed its overdraw is wrong as a whole: paying the
+        first of its bets in body order and refusing the rest would be arbitrary, so none of its
+        new payouts is made (replays of payouts made earlier still replay)."""
+        groups: dict[tuple[str, str, str], list[int]] = {}
+        for n, item in enumerate(items):
+            if isinstance(item, CreditCall) and item.group is not None and (
+                    item.command.account.client, item.command.transaction_id) not in self.txs:
+                groups.setdefault(item.group, []).append(n)
+        over: dict[int, errors.PayoutCapExceeded] = {}
+        for group, members in groups.items():
+            calls = [items[n] for n in members]
+            asked = sum(c.minor for c in calls if isinstance(c, CreditCall))
+            cap = min(c.cap_minor for c in calls if isinstance(c, CreditCall) and c.cap_minor is not None)
+            paid = self.group_paid.get(group, 0)
+            if paid + asked > cap:
+                refusal = self._cap_refusal(group, cap, paid, asked, len(members))
+                over.update((n, refusal) for n in members)
+        return over
+
+    def _check_claims(self, call: CreditCall, stake: Stake) -> None:
+        """What the caller says about the payout (SettleBatch): the stake it settles, the cap of its group."""
+        fmt = self.currencies.get(stake.currency).format
+        target = call.command.settles_transaction_id
+        if call.stake_minor is not None and call.stake_minor != stake.amount:
+            raise errors.StakeAmountMismatch(
+                f"stake {target!r} took {fmt(stake.amount)} {stake.currency}; the payout request says the stake "
+                f"was {fmt(call.stake_minor)} {stake.currency}; the payout of {call.command.amount} was not made",
+                stake=target,
+            )
+        group = call.group
+        if group is not None and call.cap_minor is not None:
+            paid = self.group_paid.get(group, 0)
+            if paid + call.minor > call.cap_minor:
+                raise self._cap_refusal(group, call.cap_minor, paid, call.minor, 1)
+
+    def _cap_refusal(self, group: tuple[str, str, str], cap: int, paid: int, asked: int, count: int
+                     ) -> errors.PayoutCapExceeded:
+        _, currency, reference = group
+        fmt = self.currencies.get(currency).format
+        return errors.PayoutCapExceeded(
+            f"the payouts of {reference} would total {fmt(paid + asked)} {currency} ({fmt(paid)} paid before, "
+            f"{fmt(asked)} asked now by {count} payout(s)), over its cap of {fmt(cap)} {currency}; "
+            "none of the new payouts was made",
+            reference=reference,
+        )
 
     # ------------------------------------------------------------ cancel
 

@@ -400,8 +400,8 @@ def reconcile(db: str | None, config: Path | None) -> None:
 def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: str, processes: int,
           server_url: str, out_dir: Path | None, profile: bool) -> None:
     """Load-test the core (gRPC) and the edge (HTTP) on PostgreSQL, side by side with pgbench."""
-    from bench.report import table
-    from bench.runner import RESULTS_DIR, Options, command_line, run, select_points
+    from wallet_bench.report import table
+    from wallet_bench.runner import RESULTS_DIR, Options, command_line, run, select_points
 
     try:
         select_points(scenarios)

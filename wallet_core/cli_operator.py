@@ -32,6 +32,7 @@ from wallet_core.cli import F, _account, _amount, _emit, _run, account_options, 
 from wallet_core.cli_errors import CommandError, Exit
 
 SYSTEM_KINDS = ("in_play", "house", "cashier", "receivable")
+SETTLEMENTS_PAGE = 100  # failures per ListSettlementFailures call; `--limit` follows as many pages as it needs
 
 
 # ---------------------------------------------------------------- options
@@ -309,7 +310,7 @@ def adjust(client: str, user: str, currency: str, amount: str, transaction_id: s
 @click.option("--client", default=None, help="Client (tenant) [default: every client the token may see].")
 @click.option("--failed", "failed", is_flag=True, default=True, help="Only unresolved failures (the default).")
 @click.option("--all", "include_resolved", is_flag=True, help="Include entries already settled, resolved or dismissed.")
-@click.option("--limit", default=100, show_default=True, help="At most this many entries per client.")
+@click.option("--limit", default=100, show_default=True, help="At most this many entries per client, newest first.")
 @client_options
 @click.pass_context
 def settlements(ctx: click.Context, client: str | None, failed: bool, include_resolved: bool, limit: int, target: str,
@@ -318,9 +319,20 @@ def settlements(ctx: click.Context, client: str | None, failed: bool, include_re
     cannot cover, ...) waiting for an operator; `resolve` or `dismiss` closes one."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = _run(target, token, tls_ca, lambda c: [
-        f for name in _clients(c, client)
-        for f in c.list_settlement_failures(name, include_resolved=include_resolved, limit=limit)])
+
+    def pages(c: Any, name: str) -> list[Any]:
+        found: list[Any] = []
+        page_token = ""
+        while len(found) < limit:
+            page = c.list_settlement_failures(name, include_resolved=include_resolved,
+                                              limit=min(limit - len(found), SETTLEMENTS_PAGE), page_token=page_token)
+            found.extend(page.failures)
+            page_token = page.next_page_token
+            if not page_token:
+                break
+        return found[:limit]
+
+    rows = _run(target, token, tls_ca, lambda c: [f for name in _clients(c, client) for f in pages(c, name)])
     _emit(as_json, rows, "\n".join(_failure_line(f).strip() for f in rows) or "no failed settlements")
 
 

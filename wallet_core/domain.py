@@ -109,6 +109,19 @@ class CreditCommand:
     reference: str = ""
 
 
+@dataclass(frozen=True)
+class SettleItem:
+    """One payout of a SettleBatch: a PAYOUT credit and what the caller says about it.
+
+    `stake_amount`: the stake the caller believes was taken ("" = not checked); `payout_cap`:
+    the most all applied payouts of the client with the command's reference (in its currency)
+    may total ("" = no cap). Both are decimal strings in the account's currency."""
+
+    command: CreditCommand
+    stake_amount: str = ""
+    payout_cap: str = ""
+
+
 # ---- views returned by the service (amounts already formatted as decimal strings) ----
 
 
@@ -170,6 +183,12 @@ class FenceResult:
 @dataclass(frozen=True)
 class TransactionPage:
     transactions: list[TransactionView]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class SettlementFailurePage:
+    failures: list[SettlementFailureView]
     next_page_token: str
 
 

@@ -89,6 +89,18 @@ class PermissionDenied(WalletError):
     reason = "PERMISSION_DENIED"
 
 
+class StakeAmountMismatch(WalletError):
+    """A payout names another stake amount than the stake that was taken (betflex: stake_mismatch)."""
+
+    reason = "STAKE_AMOUNT_MISMATCH"
+
+
+class PayoutCapExceeded(WalletError):
+    """The payouts of one reference (a betflex pool) would total more than their cap (its overdraw)."""
+
+    reason = "PAYOUT_CAP_EXCEEDED"
+
+
 class Unavailable(WalletError):
     """The database cannot be reached or kept failing; nothing was applied, safe to retry."""
 
@@ -113,6 +125,8 @@ ALL_ERRORS: tuple[type[WalletError], ...] = (
     Unauthenticated,
     PermissionDenied,
     Unavailable,
+    StakeAmountMismatch,
+    PayoutCapExceeded,
 )
 
 BY_REASON: dict[str, type[WalletError]] = {cls.reason: cls for cls in ALL_ERRORS}

@@ -47,6 +47,8 @@ from wallet_core.book import (
     Failure,
     FenceCall,
     Outcome,
+    SettleCall,
+    SettleOutcome,
     not_found,
     transaction_view,
 )
@@ -70,6 +72,7 @@ from wallet_core.domain import (
     DebitResult,
     FenceResult,
     Purpose,
+    SettlementFailurePage,
     AuditView,
     OpenStakes,
     OpenStakeTotal,
@@ -78,6 +81,8 @@ from wallet_core.domain import (
     SettlementFailureView,
     SystemBalanceView,
     TransactionLookup,
+    SettleItem,
+    TxStatus,
     TransactionPage,
     check_identifier,
     check_reference,
@@ -94,6 +99,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_DEBIT_ITEMS = 100
+MAX_SETTLE_ITEMS = 500
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_ROW_ID = 2**63 - 1  # BIGINT
@@ -252,6 +258,74 @@ class Ledger:
             raise
         call = CreditCall(command, currency, minor, credit_fingerprint(command, minor), audit)
         return self._submit(call)  # type: ignore[return-value]
+
+    def settle(self, items: Sequence[SettleItem]) -> list[SettleOutcome]:
+        """Many PAYOUT credits of one client, each judged on its own, in one database transaction.
+
+        Each item's outcome is its CreditResult (a replay of an earlier settlement included) or
+        its refusal, in order; a refused item is kept in the settlement-failure queue. Only what
+        concerns the call as a whole raises: no items, too many, several clients, repeated ids."""
+        if not items:
+            raise errors.InvalidArgument("a settlement batch needs at least one item")
+        if len(items) > MAX_SETTLE_ITEMS:
+            raise errors.InvalidArgument(f"a settlement batch takes at most {MAX_SETTLE_ITEMS} items, got {len(items)}")
+        clients = {item.command.account.client for item in items}
+        if len(clients) > 1:
+            raise errors.InvalidArgument("all items of a settlement batch must belong to the same client")
+        check_identifier("items[0].account.client", next(iter(clients)))
+        if len({item.command.transaction_id for item in items}) != len(items):
+            raise errors.InvalidArgument("the items of a settlement batch must have distinct transaction ids")
+        calls: list[CreditCall | errors.WalletError] = []
+        for item in items:
+            try:
+                calls.append(self._settle_call(item))
+            except errors.WalletError as refusal:
+                self._note_settlement_failure(item.command, refusal)
+                calls.append(refusal)
+        outcomes: list[SettleOutcome] = list(calls)  # type: ignore[arg-type]
+        pending = self._replays(calls, outcomes)
+        if pending:
+            settled = self._submit(SettleCall([calls[n] for n in pending]))
+            for n, outcome in zip(pending, settled, strict=True):  # type: ignore[arg-type]
+                outcomes[n] = outcome
+        return outcomes
+
+    def _replays(self, calls: list[CreditCall | errors.WalletError], outcomes: list[SettleOutcome]) -> list[int]:
+        """Answer from one read the items settled before with the same content (an applied payout never
+        changes); the positions of the rest, which go to a batch. A redelivered /winners costs one SELECT."""
+        credits = {n: call for n, call in enumerate(calls) if isinstance(call, CreditCall)}
+        if not credits:
+            return []
+        names = {(c.command.account.client, c.command.transaction_id) for c in credits.values()}
+        with self._read() as conn:
+            found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, repository.transactions_named(conn, names))}
+        pending = []
+        for n, call in credits.items():
+            tx = found.get((call.command.account.client, call.command.transaction_id))
+            if tx is not None and tx.request_hash == call.request_hash and tx.status == TxStatus.APPLIED:
+                outcomes[n] = CreditResult(transaction_view(self.currencies, tx), replayed=True)
+            else:
+                pending.append(n)
+        return pending
+
+    def _settle_call(self, item: SettleItem) -> CreditCall:
+        command = item.command
+        if command.purpose != Purpose.PAYOUT:
+            raise errors.InvalidArgument("every item of a settlement batch is a PAYOUT")
+        check_identifier("transaction_id", command.transaction_id)
+        command.account.validate()
+        check_reference(command.reference)
+        check_identifier("settles_transaction_id", command.settles_transaction_id)
+        currency = self.currencies.get(command.account.currency)
+        minor = currency.parse(command.amount)
+        stake_minor = currency.parse(item.stake_amount, field="stake_amount") if item.stake_amount else None
+        if stake_minor == 0:
+            raise errors.InvalidAmount("stake_amount must be greater than zero (a stake is never zero)")
+        cap_minor = currency.parse(item.payout_cap, field="payout_cap") if item.payout_cap else None
+        if cap_minor is not None and not command.reference:
+            raise errors.InvalidArgument("a payout_cap needs a reference: the group of payouts it caps")
+        return CreditCall(command, currency, minor, credit_fingerprint(command, minor),
+                          stake_minor=stake_minor, cap_minor=cap_minor)
 
     def cancel(self, client: str, transaction_id: str, reference: str = "", *,
                audit: AuditNote | None = None) -> CancelResult:
@@ -449,21 +523,32 @@ class Ledger:
         return TransactionPage([transaction_view(self.currencies, repository.tx_from_row(r), r.stake_state) for r in rows], token)
 
     def list_settlement_failures(
-        self, client: str, include_resolved: bool = False, limit: int = 100
-    ) -> list[SettlementFailureView]:
+        self, client: str, include_resolved: bool = False, limit: int = 100, page_token: str = ""
+    ) -> SettlementFailurePage:
+        """One page of a client's refused payouts, newest first by id (when each was first refused).
+
+        Ordered by id, not by last_seen: a payout refused again while an operator pages through
+        must neither skip nor repeat a row.
+        """
         check_identifier("client", client)
         limit = min(max(limit, 1) if limit else 100, 1000)
+        before = _decode_page_token(page_token)
         query = (
             select(settlement_failures)
             .where(settlement_failures.c.client == client)
-            .order_by(settlement_failures.c.last_seen.desc(), settlement_failures.c.id.desc())
-            .limit(limit)
+            .order_by(settlement_failures.c.id.desc())
+            .limit(limit + 1)
         )
         if not include_resolved:
             query = query.where(settlement_failures.c.resolved_at.is_(None))
+        if before is not None:
+            query = query.where(settlement_failures.c.id < before)
         with self._read() as conn:
             rows = conn.execute(query).all()
-        return [_failure_view(r) for r in rows]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token = _encode_page_token(rows[-1].id) if more else ""
+        return SettlementFailurePage([_failure_view(r) for r in rows], token)
 
     # ------------------------------------------------------------------ operators
 

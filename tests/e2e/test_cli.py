@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clients import AccountRef, WalletClient
+from clients.errors import StakeNotFound
 from tests.support.servers import TOKENS, Core
 from tests.support.stack import ROOT, free_port, spawn, wait_until, wallet_command
 
@@ -177,6 +179,21 @@ def test_amounts_are_plain_decimals_whatever_the_scale(operator: dict[str, str],
         assert "0.00000001" in output and "E-" not in output, output
     assert json.loads(as_json[0])["balance"] == "0.00000001"
     assert json.loads(as_json[1])[0]["amount"] == "0.00000001"
+
+
+
+def test_settlements_follows_the_pages_newest_first(operator: dict[str, str], core: Core, tmp_path: Path) -> None:
+    alice = AccountRef("fanteam", "1001", "EUR")
+    with WalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as client:
+        client.open_account(alice)
+        for n in range(130):  # more refused payouts than one page (100)
+            with pytest.raises(StakeNotFound):
+                client.payout(f"pay-{n:03}", alice, "1.00", f"no-bet-{n}")
+    listed = wallet("settlements", "--client", "fanteam", "--limit", "120", "--json", cwd=tmp_path, **operator)
+    assert listed.returncode == 0, listed.stderr
+    assert [f["transaction_id"] for f in json.loads(listed.stdout)] == [f"pay-{n:03}" for n in range(129, 9, -1)]
+    everything = wallet("settlements", "--client", "fanteam", "--limit", "1000", cwd=tmp_path, **operator)
+    assert everything.returncode == 0 and len(everything.stdout.splitlines()) == 130, everything.stderr
 
 
 # ---------------------------------------------------------------- the README, verbatim

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip("opentelemetry.sdk", reason="the optional extra wallet[otel]")
+pytest.importorskip("opentelemetry.sdk", reason="the optional extra betflex-wallet-ledger[otel]")
 
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient  # noqa: E402
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor  # noqa: E402
@@ -96,4 +96,4 @@ def test_missing_packages_only_warn(monkeypatch: pytest.MonkeyPatch, caplog: pyt
     monkeypatch.setitem(__import__("sys").modules, "opentelemetry.sdk.trace", None)  # as if not installed
     with caplog.at_level(logging.WARNING):
         assert tracing.configure("wallet-core", {"OTEL_TRACES_EXPORTER": "console"}) is None
-    assert "wallet[otel]" in caplog.text
+    assert "betflex-wallet-ledger[otel]" in caplog.text

@@ -6,11 +6,12 @@ from decimal import Decimal
 
 import httpx
 
-from clients import StakeState, WalletClient
+from clients import Purpose, StakeState, WalletClient
 from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE, BOB
 from tests.support.db import dump
 from tests.support.servers import Core
+from tests.support.stack import running_edge
 
 
 def place(http: httpx.Client, *slips: dict[str, object]) -> None:
@@ -67,7 +68,7 @@ def test_an_unknown_bet_is_reported_and_kept_for_operators(http: httpx.Client, f
     response = http.post("/winners", json=winners(winner(777, "10.00", "30.00")))
     assert response.status_code == 422, response.text
     assert [(f["bet_uid"], f["reason"]) for f in response.json()["failed"]] == [(777, "unknown_bet")]
-    (failure,) = funded.list_settlement_failures("fanteam")
+    (failure,) = funded.list_settlement_failures("fanteam").failures
     assert (failure.transaction_id, failure.reason) == ("betflex:fanteam:payout:777", "STAKE_NOT_FOUND")
     assert funded.get_balance(ALICE).balance == Decimal("100.00")
 
@@ -80,14 +81,14 @@ def test_one_bad_bet_among_good_ones_then_a_retry_after_the_fix(http: httpx.Clie
     assert response.status_code == 422
     assert response.json()["settled"] == [1]
     assert [(f["bet_uid"], f["reason"]) for f in response.json()["failed"]] == [(2, "stake_mismatch")]
-    assert [f.reason for f in funded.list_settlement_failures("fanteam")] == ["STAKE_MISMATCH"]
+    assert [f.reason for f in funded.list_settlement_failures("fanteam").failures] == ["STAKE_MISMATCH"]
     # betflex corrects the body and retries: bet 1 is a replay, bet 2 settles now
     fixed = winners(winner(1, "10.00", "20.00"), winner(2, "10.00", "20.00", user="1002"))
     response = http.post("/winners", json=fixed)
     assert response.status_code == 200, response.text
     assert sorted(response.json()["settled"]) == [1, 2]
     assert (funded.get_balance(ALICE).balance, funded.get_balance(BOB).balance) == (Decimal("110.00"), Decimal("20.00"))
-    assert funded.list_settlement_failures("fanteam") == []
+    assert funded.list_settlement_failures("fanteam").failures == ()
 
 
 def test_a_payout_in_another_currency_is_refused(http: httpx.Client, funded: WalletClient) -> None:
@@ -104,3 +105,31 @@ def test_a_malformed_winners_body_is_a_400_naming_the_field(http: httpx.Client, 
     response = http.post("/winners", json=body)
     assert response.status_code == 400
     assert "payout" in response.json()["message"]
+
+
+def test_a_new_payout_for_a_settled_bet_is_a_conflict_kept_for_operators_by_default(
+    http: httpx.Client, funded: WalletClient
+) -> None:
+    place(http, bet(1, "10.00"))
+    assert http.post("/winners", json=winners(winner(1, "10.00", "30.00"))).status_code == 200
+    corrected = http.post("/winners", json=winners(winner(1, "10.00", "12.00")))
+    assert corrected.status_code == 422, corrected.text
+    assert [f["reason"] for f in corrected.json()["failed"]] == ["settlement_conflict"]
+    assert funded.get_balance(ALICE).balance == Decimal("120.00")  # the first settlement stands
+    queue = funded.list_settlement_failures("fanteam").failures
+    assert [(f.transaction_id, f.amount) for f in queue] == [("betflex:fanteam:payout:1", "12.00")]
+
+
+def test_a_client_may_let_betflex_correct_a_settled_payout(funded: WalletClient, core: Core) -> None:
+    """WALLET_EDGE_AUTO_RESETTLE: a /winners with another payout resettles the bet (issue 12), once."""
+    with running_edge(core.target, edge_auto_resettle="fanteam") as edge, edge.client() as http:
+        place(http, bet(1, "10.00"))
+        assert http.post("/winners", json=winners(winner(1, "10.00", "30.00"))).status_code == 200
+        assert funded.get_balance(ALICE).balance == Decimal("120.00")
+        for _ in range(2):  # the corrected callback, delivered twice: resettled once
+            corrected = http.post("/winners", json=winners(winner(1, "10.00", "12.00")))
+            assert corrected.status_code == 200, corrected.text
+            assert corrected.json()["settled"] == [1]
+        assert funded.get_balance(ALICE).balance == Decimal("102.00")
+        purposes = [t.purpose for t in funded.list_transactions(ALICE).transactions]
+        assert purposes.count(Purpose.RESETTLE) == 1

@@ -6,6 +6,7 @@ Every test ends with `wallet reconcile`'s checks on its database (the `core` fix
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import grpc
@@ -287,11 +288,62 @@ def test_a_settlement_in_another_currency_or_wallet_is_refused(funded: WalletCli
     with pytest.raises(StakeNotFound):
         funded.payout("pay-1", ALICE, "37.50", "no-such-bet")
     # the refusals wait for an operator; the right payout then settles and resolves them
-    (failure,) = funded.list_settlement_failures("fanteam")  # one row per payout id, with its last refusal
+    (failure,) = funded.list_settlement_failures("fanteam").failures  # one row per payout id, with its last refusal
     assert (failure.transaction_id, failure.reason, failure.attempts) == ("pay-1", "STAKE_NOT_FOUND", 4)
     funded.payout("pay-1", ALICE, "37.50", "bet-1")
-    assert funded.list_settlement_failures("fanteam") == []
-    assert len(funded.list_settlement_failures("fanteam", include_resolved=True)) == 1
+    assert funded.list_settlement_failures("fanteam").failures == ()
+    assert len(funded.list_settlement_failures("fanteam", include_resolved=True).failures) == 1
+
+
+def test_settlement_failures_come_in_pages_that_neither_skip_nor_repeat(funded: WalletClient) -> None:
+    for n in range(5):  # five refused payouts, each naming a stake that does not exist
+        with pytest.raises(StakeNotFound):
+            funded.payout(f"pay-{n}", ALICE, "1.00", f"no-bet-{n}")
+    first = funded.list_settlement_failures("fanteam", limit=2)
+    assert [f.transaction_id for f in first.failures] == ["pay-4", "pay-3"] and first.next_page_token
+    # a payout refused again between two pages moves nothing: the next page starts where this one ended
+    with pytest.raises(StakeNotFound):
+        funded.payout("pay-0", ALICE, "1.00", "no-bet-0")
+    second = funded.list_settlement_failures("fanteam", limit=2, page_token=first.next_page_token)
+    assert [f.transaction_id for f in second.failures] == ["pay-2", "pay-1"] and second.next_page_token
+    last = funded.list_settlement_failures("fanteam", limit=2, page_token=second.next_page_token)
+    assert [(f.transaction_id, f.attempts) for f in last.failures] == [("pay-0", 2)]
+    assert last.next_page_token == ""
+    # a page that ends exactly at the last failure says so
+    everything = funded.list_settlement_failures("fanteam", limit=5)
+    assert len(everything.failures) == 5 and everything.next_page_token == ""
+    # resolved failures leave the default listing, pages and all
+    funded.debit([stake("bet-3", "1.00")])
+    funded.payout("pay-3", ALICE, "1.00", "bet-3")
+    unresolved = funded.list_settlement_failures("fanteam", limit=2)
+    assert [f.transaction_id for f in unresolved.failures] == ["pay-4", "pay-2"]
+    rest = funded.list_settlement_failures("fanteam", limit=2, page_token=unresolved.next_page_token)
+    assert [f.transaction_id for f in rest.failures] == ["pay-1", "pay-0"] and rest.next_page_token == ""
+    with_resolved = funded.list_settlement_failures("fanteam", include_resolved=True, limit=2)
+    assert [f.transaction_id for f in with_resolved.failures] == ["pay-4", "pay-3"]
+    with pytest.raises(InvalidArgument):
+        funded.list_settlement_failures("fanteam", page_token="not-a-token")
+
+
+def test_the_asyncio_client_pages_settlement_failures_too(funded: WalletClient, core: Core) -> None:
+    from clients import AsyncWalletClient
+    from tests.support.servers import TOKENS
+
+    for n in range(3):
+        with pytest.raises(StakeNotFound):
+            funded.payout(f"pay-{n}", ALICE, "1.00", f"no-bet-{n}")
+
+    async def pages() -> list[list[str]]:
+        found, token = [], ""
+        async with AsyncWalletClient(core.target, token=TOKENS["fanteam"], timeout=10) as client:
+            while True:
+                page = await client.list_settlement_failures("fanteam", limit=2, page_token=token)
+                found.append([f.transaction_id for f in page.failures])
+                token = page.next_page_token
+                if not token:
+                    return found
+
+    assert asyncio.run(pages()) == [["pay-2", "pay-1"], ["pay-0"]]
 
 
 # ------------------------------------------------------------------ tenants

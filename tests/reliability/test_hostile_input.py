@@ -18,7 +18,7 @@ import grpc
 import httpx
 import pytest
 
-from bench.hostile_bodies import worst_bodies
+from wallet_bench.hostile_bodies import worst_bodies
 from clients import WalletClient
 from clients.errors import from_rpc_error
 from clients.wallet.v1 import wallet_pb2 as pb
@@ -63,7 +63,7 @@ def winner(**over: object) -> dict[str, object]:
 
 
 def winners(*entries: object) -> bytes:
-    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN"}, "bets": list(entries)}]}).encode()
+    return json.dumps({"pools": [{"pool": {"uid": 5, "currency": "FUN", "overdraw": "2.00"}, "bets": list(entries)}]}).encode()
 
 
 NESTED = b'{"bets": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -195,9 +195,9 @@ def test_the_worst_bodies_the_cap_allows_are_refused_while_healthz_keeps_answeri
 ) -> None:
     """Issue 11: a 1 MiB body of 96,000 keys, the last one twice, held the event loop for minutes (the
     duplicate check was quadratic): /healthz and every callback waited. Each worst body of
-    bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
+    wallet_bench/hostile_bodies.py is posted while /healthz is probed without pause; every probe is answered
     200 and every body refused, nothing changed. How fast /healthz answers meanwhile is measured by
-    `python -m bench.hostile_bodies`, not here (the probes' 10 s timeout is only an upper bound)."""
+    `python -m wallet_bench.hostile_bodies`, not here (the probes' 10 s timeout is only an upper bound)."""
     status = 402 if route == "/bets" else 400
     failures = []
     with httpx.Client(base_url=edge.url, timeout=30) as http:
@@ -312,6 +312,13 @@ RPC_CORPUS: list[tuple[str, object, str]] = [
     ("Debit", pb.DebitRequest(items=[item(transaction_id="")]), "INVALID_ARGUMENT"),
     ("Debit", pb.DebitRequest(items=[item(reference="r" * 100_000)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="1e309"), "INVALID_AMOUNT"),
+    # SettleBatch: what concerns the whole call refuses it (each item's own faults are per item)
+    ("SettleBatch", pb.SettleBatchRequest(), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id="p", account=ACCOUNT, amount="1", settles_transaction_id="s")] * 2), "INVALID_ARGUMENT"),
+    ("SettleBatch", pb.SettleBatchRequest(items=[
+        pb.SettleItem(transaction_id=f"p{n}", account=ACCOUNT, amount="1", settles_transaction_id="s")
+        for n in range(501)]), "INVALID_ARGUMENT"),
     ("Credit", credit(amount="-0"), "INVALID_AMOUNT"),
     ("Credit", credit(purpose=pb.PURPOSE_STAKE), "INVALID_ARGUMENT"),
     ("Credit", credit(purpose=77), "INVALID_ARGUMENT"),

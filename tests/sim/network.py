@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose
+from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose, SettleItem, SettleResult
 from clients import _convert as c
 from clients.errors import DeadlineExceeded, Unavailable, WalletError, from_rpc_error
 from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
@@ -154,6 +154,16 @@ class SimCore:
     ) -> CreditResult:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
         return await self._rpc(spec, timeout)  # type: ignore[no-any-return]
+
+    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
+        return await self._rpc(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
+
+    async def resettle(
+        self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
+        reason: str = "", reference: str = "", timeout: float | None = None,
+    ) -> Any:
+        spec = c.resettle(client, transaction_id, settles_transaction_id, amount, reason, reference, None)
+        return await self._rpc(spec, timeout)
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
         return await self._rpc(c.get_balance(account), timeout)  # type: ignore[no-any-return]

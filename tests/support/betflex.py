@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ def winner(uid: int, amount: str, payout: str, user: str = "1001", currency: str
     }
 
 
-def winners(*entries: dict[str, Any], pool: int = 550001) -> dict[str, Any]:
+def winners(*entries: dict[str, Any], pool: int = 550001, overdraw: str | None = None) -> dict[str, Any]:
+    """One pool of these bets; its `overdraw` (the pool's total payout) is the sum of their payouts unless given."""
+    if overdraw is None:
+        overdraw = str(sum((Decimal(e["bet"]["payout"]) for e in entries), Decimal(0)))
     return {"pools": [{
-        "pool": {"client": "fanteam", "game": "betflex", "uid": pool, "currency": "EUR", "overdraw": "0",
+        "pool": {"client": "fanteam", "game": "betflex", "uid": pool, "currency": "EUR", "overdraw": overdraw,
                  "cost": "0", "guaranteed": True},
         "bets": list(entries),
     }]}

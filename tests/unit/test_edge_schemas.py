@@ -130,7 +130,7 @@ def test_with_duplicate_keys_the_body_is_refused() -> None:
 def test_a_duplicate_key_among_many_in_an_ignored_object_is_found_in_one_pass() -> None:
     """Issue 11: 60,000 distinct keys and the last one again took 25 s of the event loop (keys.count()
     for every key); the check is linear now. The timeout is an upper bound, not a measurement
-    (bench/hostile_bodies.py measures)."""
+    (wallet_bench/hostile_bodies.py measures)."""
     ignored = b"{" + b",".join(b'"k%d":0' % n for n in range(60_000)) + b',"k59999":1}'
     raw = encode(example("bets"))[:-1] + b', "extra": ' + ignored + b"}"
     error = bets_error(raw)
@@ -274,14 +274,28 @@ def test_the_betflex_winners_example_is_accepted() -> None:
 def test_winners_optional_fields_may_be_absent_or_anything() -> None:
     body = example("winners")
     bet = body["pools"][0]["bets"][0]["bet"]
-    for name in ["amount", "odds", "rake", "base_payout", "result"]:
+    for name in ["odds", "rake", "base_payout", "result"]:
         del bet[name]
     bet["extra"] = "not an object"
     del body["pools"][0]["bets"][0]["user"]["name"]
-    body["pools"][0]["pool"] = {"guaranteed": "yes", "uid": 550001}
+    body["pools"][0]["pool"] = {"guaranteed": "yes", "uid": 550001, "overdraw": "37.50"}
     decode_winners(encode(body))
     del body["pools"][0]["pool"]
     assert decode_winners(encode(body)).pools[0].pool is None
+
+
+@pytest.mark.parametrize("path", [("bets", 0, "bet", "amount"), ("pool", "overdraw")])
+def test_winners_fields_the_payout_checks_use_are_required(path: tuple[object, ...]) -> None:
+    """The bet's `amount` (the stake betflex took) and the pool's `overdraw` (its total payout) are
+    checked by the core before paying (DESIGN section 5): a body without them is a 400 naming them."""
+    body = example("winners")
+    parent = body["pools"][0]
+    for key in path[:-1]:
+        parent = parent[key]
+    del parent[path[-1]]
+    with pytest.raises(BodyError) as refused:
+        decode_winners(encode(body))
+    assert refused.value.code == "invalid_request" and f"`{path[-1]}`" in refused.value.message
 
 
 def test_a_winners_user_uid_may_be_the_number_sent_to_bets() -> None:

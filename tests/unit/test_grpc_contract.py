@@ -27,6 +27,9 @@ DESIGNED = {
     "PERMISSION_DENIED": grpc.StatusCode.PERMISSION_DENIED, "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     # issue 12: an unsettle or resettle of a stake that is open
     "NOT_SETTLED": grpc.StatusCode.FAILED_PRECONDITION,
+    # issue 12: the checks of DESIGN section 5 on what betflex asks us to pay
+    "STAKE_AMOUNT_MISMATCH": grpc.StatusCode.FAILED_PRECONDITION,
+    "PAYOUT_CAP_EXCEEDED": grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

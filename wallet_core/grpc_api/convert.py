@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.wallet.v1 import wallet_pb2 as pb
 from wallet_core import domain
-from wallet_core.errors import InvalidArgument
+from wallet_core.errors import InvalidArgument, WalletError
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -83,6 +83,35 @@ def credit_in(request: pb.CreditRequest) -> domain.CreditCommand:
         purpose=enum_in(pb.Purpose, request.purpose, domain.Purpose, "purpose"),
         settles_transaction_id=request.settles_transaction_id, reference=request.reference,
     )
+
+
+def settle_items_in(request: pb.SettleBatchRequest) -> list[domain.SettleItem]:
+    return [
+        domain.SettleItem(
+            domain.CreditCommand(
+                transaction_id=item.transaction_id, account=key_in(item.account), amount=item.amount,
+                purpose=domain.Purpose.PAYOUT, settles_transaction_id=item.settles_transaction_id,
+                reference=item.reference,
+            ),
+            stake_amount=item.stake_amount, payout_cap=item.payout_cap,
+        )
+        for item in request.items
+    ]
+
+
+def settle_out(
+    request: pb.SettleBatchRequest, outcomes: list[domain.CreditResult | WalletError]
+) -> pb.SettleBatchResponse:
+    results = []
+    for item, outcome in zip(request.items, outcomes, strict=True):
+        if isinstance(outcome, WalletError):
+            results.append(pb.SettleResult(
+                transaction_id=item.transaction_id, reason=outcome.reason, message=outcome.message))
+        else:
+            results.append(pb.SettleResult(
+                transaction_id=item.transaction_id, transaction=transaction_out(outcome.transaction),
+                replayed=outcome.replayed))
+    return pb.SettleBatchResponse(results=results)
 
 
 def failure_out(view: domain.SettlementFailureView) -> pb.SettlementFailure:

@@ -33,6 +33,8 @@ STATUS: dict[type[errors.WalletError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.StakeAmountMismatch: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PayoutCapExceeded: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

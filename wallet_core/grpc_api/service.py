@@ -93,6 +93,12 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
         return self._call(context, lambda: [request.account.client], work)
 
+    def SettleBatch(self, request: pb.SettleBatchRequest, context: grpc.ServicerContext) -> pb.SettleBatchResponse:
+        return self._call(
+            context, lambda: sorted({item.account.client for item in request.items}),
+            lambda: convert.settle_out(request, self.ledger.settle(convert.settle_items_in(request))),
+        )
+
     def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
         def work() -> pb.CancelResponse:
             result = self.ledger.cancel(request.client, request.transaction_id, request.reference,
@@ -132,8 +138,12 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
         def work() -> pb.ListSettlementFailuresResponse:
             if request.limit < 0:
                 raise domain_errors.InvalidArgument("limit must not be negative")
-            rows = self.ledger.list_settlement_failures(request.client, request.include_resolved, request.limit)
-            return pb.ListSettlementFailuresResponse(failures=[convert.failure_out(r) for r in rows])
+            page = self.ledger.list_settlement_failures(
+                request.client, request.include_resolved, request.limit, request.page_token)
+            return pb.ListSettlementFailuresResponse(
+                failures=[convert.failure_out(r) for r in page.failures],
+                next_page_token=page.next_page_token,
+            )
 
         return self._call(context, lambda: [request.client], work)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text, tuple_, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import TextClause
@@ -21,11 +21,13 @@ from sqlalchemy.sql.elements import TextClause
 from wallet_core.book import (
     Book,
     CancelCall,
+    Call,
     CorrectionCall,
     CreditCall,
     DebitCall,
     Failure,
     FenceCall,
+    SettleCall,
     Stake,
     Tx,
     Wallet,
@@ -44,23 +46,19 @@ from wallet_core.storage.schema import (
 )
 
 
-def load(conn: Connection, book: Book,
-         calls: Sequence[DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall]) -> None:
+def load(conn: Connection, book: Book, calls: Sequence[Call]) -> None:
     """Fill `book` with every row the calls name; lock the wallets and the stakes they may change."""
     names: set[tuple[str, str]] = set()
     keys: set[AccountKey] = set()
     closing: set[tuple[str, str]] = set()  # stakes a payout or a cancel may close
-    for call in calls:
+    flat = [c for call in calls for c in (call.credits() if isinstance(call, SettleCall) else [call])]
+    for call in flat:
         if isinstance(call, DebitCall):
             names.update((call.client, item.transaction_id) for item, _, _ in call.items)
-            keys.update(item.account for item, _, _ in call.items)
         elif isinstance(call, CreditCall):
-            cmd = call.command
-            names.add((cmd.account.client, cmd.transaction_id))
-            keys.add(cmd.account)
-            if cmd.purpose == Purpose.PAYOUT:
-                names.add((cmd.account.client, cmd.settles_transaction_id))
-                closing.add((cmd.account.client, cmd.settles_transaction_id))
+            names.add((call.command.account.client, call.command.transaction_id))
+            if call.command.purpose == Purpose.PAYOUT:
+                names.add((call.command.account.client, call.command.settles_transaction_id))
         elif isinstance(call, FenceCall):  # reads only: a fence changes no wallet and closes no stake
             names.update((call.client, transaction_id) for transaction_id in call.transaction_ids)
         elif isinstance(call, CorrectionCall):  # its own id, and the settled stake it reopens or re-closes
@@ -68,9 +66,27 @@ def load(conn: Connection, book: Book,
             closing.add((call.client, call.stake_id))
         else:
             names.add((call.client, call.transaction_id))
-            closing.add((call.client, call.transaction_id))
-
     rows = _transactions(conn, names)
+    # a credit whose id is already used is a replay or a conflict: judged on its stored row, it
+    # changes nothing, so it locks nothing (a redelivered /winners replays cheaply)
+    used = {(row.client, row.transaction_id) for row in rows}
+
+    fresh: list[CreditCall] = []
+    for call in flat:
+        if isinstance(call, DebitCall):
+            keys.update(item.account for item, _, _ in call.items)
+        elif isinstance(call, CreditCall):
+            cmd = call.command
+            if (cmd.account.client, cmd.transaction_id) in used:
+                continue
+            fresh.append(call)
+            keys.add(cmd.account)
+            if cmd.purpose == Purpose.PAYOUT:
+                closing.add((cmd.account.client, cmd.settles_transaction_id))
+        elif not isinstance(call, FenceCall):
+            closing.add((call.client, call.transaction_id))
+    _lock_and_load_groups(conn, book, {c.group for c in fresh if c.group is not None})
+
     for row in rows:
         if row.transaction_id in (None, ""):
             continue
@@ -102,6 +118,41 @@ def load(conn: Connection, book: Book,
         tx = txs[s.transaction_pk]
         tx.stake = Stake(tx, s.client, s.currency, s.account_id, s.amount, s.state,
                          closed_by=closed_by.get(s.closed_by_pk) if s.closed_by_pk else None)
+
+
+def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, str, str]]) -> None:
+    """The applied payouts' total of each capped group (client, currency, reference).
+
+    Taken before any other lock of the batch: on PostgreSQL one transaction-scoped advisory lock per
+    group, in sorted order, so that two batches paying into one group are judged one after the
+    other (READ COMMITTED: the sum read after the lock sees the other's commit). SQLite has one
+    writer at a time anyway."""
+    if not groups:
+        return
+    ordered = sorted(groups)
+    if _is_postgres(conn):  # one statement; the locks in ascending key order, whatever the groups
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(s.key) FROM (SELECT DISTINCT hashtextextended(k, 12) AS key"
+                 " FROM unnest(CAST(:groups AS TEXT[])) AS k ORDER BY key) AS s"),
+            {"groups": [f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}" for client, currency, reference in ordered]},
+        )
+    book.group_paid.update({group: 0 for group in ordered})
+    query = (
+        select(transactions.c.client, transactions.c.currency, transactions.c.reference,
+               func.sum(transactions.c.amount).label("paid"))
+        .where(tuple_(transactions.c.client, transactions.c.reference).in_(sorted({(c, r) for c, _, r in ordered})))
+        .where(transactions.c.purpose == Purpose.PAYOUT, transactions.c.status == TxStatus.APPLIED)
+        .group_by(transactions.c.client, transactions.c.currency, transactions.c.reference)
+    )
+    for row in conn.execute(query):
+        group = (row.client, row.currency, row.reference)
+        if group in book.group_paid:
+            book.group_paid[group] = int(row.paid)
+
+
+def transactions_named(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
+    """The rows of these (client, transaction id) pairs, read without locks."""
+    return _transactions(conn, names)
 
 
 def _transactions(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
@@ -189,14 +240,7 @@ def write(conn: Connection, book: Book) -> None:
         )
         if done.rowcount != 1:
             raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was changed by someone else")
-    for stake in book.closed_stakes:
-        done = conn.execute(
-            update(stakes)
-            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
-            .values(state=stake.state, closed_by_pk=stake.closed_by.pk if stake.closed_by else None)
-        )
-        if done.rowcount != 1:
-            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
+    _close_stakes(conn, book.closed_stakes)
     changed = sorted(book.changed_wallets(), key=lambda w: w.id)
     if changed and _is_postgres(conn):  # one statement whatever the number of wallets
         conn.execute(
@@ -235,6 +279,32 @@ def write(conn: Connection, book: Book) -> None:
     record_failures(conn, book.now, book.failures)
     if book.audit:
         _insert(conn, audit_log, [entry.row() for entry in book.audit])
+
+
+def _close_stakes(conn: Connection, closed: list[Stake]) -> None:
+    """Close the stakes the batch settled or cancelled, each only if it is still open."""
+    for stake in closed:
+        assert stake.closed_by is not None
+    if len(closed) > 1 and _is_postgres(conn):  # one statement for a batch of settlements (SettleBatch)
+        done = conn.execute(
+            text("UPDATE stakes SET state = v.state, closed_by_pk = v.closed_by_pk"
+                 " FROM unnest(CAST(:pks AS BIGINT[]), CAST(:states AS VARCHAR[]), CAST(:closers AS BIGINT[]))"
+                 " AS v(pk, state, closed_by_pk) WHERE stakes.transaction_pk = v.pk AND stakes.state = 'open'"),
+            {"pks": [s.tx.pk for s in closed], "states": [str(s.state) for s in closed],
+             "closers": [s.closed_by.pk for s in closed if s.closed_by is not None]},
+        )
+        if done.rowcount != len(closed):
+            raise ConcurrentChange(f"{len(closed) - done.rowcount} of {len(closed)} stakes were closed by someone else")
+        return
+    for stake in closed:
+        assert stake.closed_by is not None
+        done = conn.execute(
+            update(stakes)
+            .where(stakes.c.transaction_pk == stake.tx.pk, stakes.c.state == "open")
+            .values(state=stake.state, closed_by_pk=stake.closed_by.pk)
+        )
+        if done.rowcount != 1:
+            raise ConcurrentChange(f"stake {stake.tx.transaction_id!r} was closed by someone else")
 
 
 def _insert_transactions(conn: Connection, txs: list[Tx]) -> None:

@@ -128,6 +128,7 @@ class Transaction(Base):
         integer("balance_after", nullable=True),
         Index(None, "account_id", "id"),
         Index(None, "target_pk"),
+        Index(None, "client", "reference"),  # the payouts of one betflex pool (SettleBatch's payout cap)
     )
 
 

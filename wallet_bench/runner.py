@@ -29,9 +29,9 @@ from typing import Any
 
 import psutil
 
-from bench import baseline, database, loadgen, profiles
-from bench.services import RssSampler, Stack, running_stack
-from bench.stats import percentiles
+from wallet_bench import baseline, database, loadgen, profiles
+from wallet_bench.services import RssSampler, Stack, running_stack
+from wallet_bench.stats import percentiles
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -146,7 +146,7 @@ def run(options: Options) -> dict[str, Any]:
     png_path = options.out_dir / f"{stamp}.png"
     report["files"] = {"json": str(json_path), "png": str(png_path)}
     json_path.write_text(json.dumps(report, indent=2) + "\n")
-    from bench.report import plot
+    from wallet_bench.report import plot
 
     plot(report, png_path)
     return report

@@ -1,6 +1,6 @@
 """The worst bodies the edge's size cap allows, and what they cost everyone else (issue 11).
 
-    python -m bench.hostile_bodies [--seconds 5] [--posters 1] [--route /bets]
+    python -m wallet_bench.hostile_bodies [--seconds 5] [--posters 1] [--route /bets]
 
 Starts `wallet edge` alone on 127.0.0.1 (every body here is refused before the core is called, so
 no core is needed), measures GET /healthz latency idle, then again while `--posters` clients post
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.services import Service, _spawn, _stop, free_port
-from bench.stats import percentiles
+from wallet_bench.services import Service, _spawn, _stop, free_port
+from wallet_bench.stats import percentiles
 
 CAP = 1_048_576  # WALLET_EDGE_MAX_BODY_BYTES' default
 

@@ -147,7 +147,7 @@ class PgbenchResult:
     output_tail: str = ""
 
     def summary(self) -> dict[str, Any]:
-        from bench.stats import percentiles
+        from wallet_bench.stats import percentiles
 
         return {
             "tps": round(self.tps, 1), "transactions": self.transactions, "failed": self.failed,

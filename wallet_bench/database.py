@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import psycopg
 from sqlalchemy.engine import make_url
 
+from wallet_core.domain import SYSTEM_KINDS
+
 CLIENT = "fanteam"
 CURRENCY = "EUR"
 WALLET_MINOR = 100_000  # 1,000.00 EUR per wallet: far more than a run can stake on one wallet
@@ -66,8 +68,8 @@ def seed(db_url: str, wallets: int) -> Seeded:
     with psycopg.connect(libpq_url(db_url)) as conn, conn.transaction():
         conn.execute(
             "INSERT INTO accounts (client, kind, user_id, currency, balance, status, created_at) "
-            "SELECT %s, k, '', %s, 0, 'active', now() FROM unnest(ARRAY['in_play', 'house', 'cashier']) AS k",
-            (CLIENT, CURRENCY),
+            "SELECT %s, k, '', %s, 0, 'active', now() FROM unnest(%s::text[]) AS k",
+            (CLIENT, CURRENCY, [str(kind) for kind in SYSTEM_KINDS]),
         )
         conn.execute(
             "INSERT INTO accounts (client, kind, user_id, currency, balance, status, created_at) "
