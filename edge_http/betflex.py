@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import hashlib
 
+from clients.betflex_ids import payout_id, stake_id  # the formats, shared with the `wallet` CLI
+
+__all__ = ["MAX_CLIENT_LENGTH", "MAX_ID_LENGTH", "MAX_UID", "payout_id", "pool_reference", "resettle_id",
+           "stake_id"]
+
 # betflex's uids (bets, users, pools) are JSON numbers: non-negative and within a signed 64-bit integer.
 MAX_UID = 2**63 - 1
 # The core's limit on any identifier, transaction ids included (wallet_core.domain.MAX_ID_LENGTH;
 # the edge does not import the core, a unit test keeps the two equal).
 MAX_ID_LENGTH = 128
-
-
-def stake_id(client: str, bet_uid: int) -> str:
-    return f"betflex:{client}:bet:{bet_uid}"
-
-
-def payout_id(client: str, bet_uid: int) -> str:
-    return f"betflex:{client}:payout:{bet_uid}"
 
 
 def pool_reference(pool_uid: int | None) -> str:

@@ -3,8 +3,10 @@
     wallet serve                 core + betflex edge in one process, embedded SQLite, no set-up
     wallet core / wallet edge    each on its own (production topology)
     wallet db upgrade            apply migrations
-    wallet deposit|withdraw|balance|history|open|block|unblock|settlements
+    wallet deposit|withdraw|balance|history|open|block|unblock
                                  operator commands, over gRPC with WALLET_TOKEN / --token
+    wallet tx|cancel|settle|resettle|unsettle|adjust|settlements|stakes|system-balances|audit|clients
+                                 the operator's support desk (wallet_core/cli_operator.py)
     wallet reconcile             check every ledger invariant in the database
 """
 
@@ -17,7 +19,6 @@ import os
 import secrets
 import socket
 import sys
-import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -253,7 +254,7 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
         lines.append(f"access token (clients {', '.join(clients)}): in {settings.data_dir / 'token'}")
     bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "'<a token of WALLET_EDGE_TOKENS>'"
     lines += [
-        "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100`",
+        "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100 --id dep-1`",
         f"  with WALLET_TOKEN=$(cat {settings.data_dir / 'token'}) and --grpc 127.0.0.1:{port}):",
         f"  curl -sS -X POST {url}/bets -H 'Authorization: Bearer '{bearer} \\",
         "    -H 'Content-Type: application/json' \\",
@@ -485,6 +486,34 @@ def _run(target: str, token: str, tls_ca: Path | None, call: Callable[[Any], Any
         raise from_client_error(exc, target=target, token_given=bool(token)) from None
 
 
+def _require_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    if value is None or not value.strip():
+        raise click.UsageError(
+            "missing --id: the transaction id makes a rerun safe (the core replays it instead of moving the money "
+            "again); choose one naming the operation, e.g. --id refund-ticket-4711", ctx=ctx)
+    return value
+
+
+id_option = click.option(
+    "--id", "transaction_id", metavar="ID", callback=_require_id, required=False,
+    help="Required: this transaction's id (idempotency key); a rerun with the same id replays, never moves money twice.")
+
+
+def _require_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    if value is None or not value.strip():
+        raise click.UsageError("missing --reason: say why (it is kept in the audit trail, `wallet audit`)", ctx=ctx)
+    return value
+
+
+def reason_option(*, required: bool) -> Callable[[F], F]:
+    """--reason: why, sent to the core and kept in the audit trail with who and when."""
+    if required:
+        return click.option("--reason", metavar="TEXT", callback=_require_reason,
+                            help="Required: why (kept in the audit trail, at most 512 characters).")
+    return click.option("--reason", metavar="TEXT", default="",
+                        help="Why (kept in the audit trail with who and when, at most 512 characters).")
+
+
 def _amount(value: Any) -> str:
     """An amount as a plain decimal string, never in exponent form (`0.00000001`, not `1E-8`)."""
     return format(value, "f") if isinstance(value, Decimal) else str(value)
@@ -497,6 +526,8 @@ def _plain(value: Any) -> Any:
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, enum.Enum):
@@ -531,18 +562,21 @@ def open_account(client: str, user: str, currency: str, target: str, token: str,
 @cli.command()
 @account_options
 @click.option("--amount", required=True, help="Decimal amount, e.g. 100.00.")
-@click.option("--id", "transaction_id", help="Transaction id (idempotency key); repeat it to retry safely.")
+@id_option
+@reason_option(required=False)
 @click.option("--reference", default="", help="Free text kept with the transaction.")
 @client_options
-def deposit(client: str, user: str, currency: str, amount: str, transaction_id: str | None, reference: str,
+def deposit(client: str, user: str, currency: str, amount: str, transaction_id: str, reason: str, reference: str,
             target: str, token: str, tls_ca: Path | None, as_json: bool) -> None:
-    """Credit a deposit (opens the wallet if needed)."""
-    tid = transaction_id or f"cli-deposit-{uuid.uuid4()}"
+    """Credit a deposit (opens the wallet if needed); recorded in the audit trail."""
+    from clients import Purpose
+
+    tid = transaction_id
     ref = _account(client, user, currency)
 
     def call(c: Any) -> Any:
         c.open_account(ref)
-        return c.deposit(tid, ref, amount, reference=reference)
+        return c.operator_credit(tid, ref, amount, Purpose.DEPOSIT, reason, reference=reference)
 
     result = _run(target, token, tls_ca, call)
     t = result.transaction
@@ -554,15 +588,16 @@ def deposit(client: str, user: str, currency: str, amount: str, transaction_id: 
 @cli.command()
 @account_options
 @click.option("--amount", required=True, help="Decimal amount, e.g. 20.00.")
-@click.option("--id", "transaction_id", help="Transaction id (idempotency key); repeat it to retry safely.")
+@id_option
+@reason_option(required=False)
 @click.option("--reference", default="", help="Free text kept with the transaction.")
 @client_options
-def withdraw(client: str, user: str, currency: str, amount: str, transaction_id: str | None, reference: str,
+def withdraw(client: str, user: str, currency: str, amount: str, transaction_id: str, reason: str, reference: str,
              target: str, token: str, tls_ca: Path | None, as_json: bool) -> None:
-    """Debit a withdrawal."""
-    tid = transaction_id or f"cli-withdrawal-{uuid.uuid4()}"
-    result = _run(target, token, tls_ca,
-                  lambda c: c.withdraw(tid, _account(client, user, currency), amount, reference=reference))
+    """Debit a withdrawal; recorded in the audit trail."""
+    tid = transaction_id
+    result = _run(target, token, tls_ca, lambda c: c.operator_withdraw(
+        tid, _account(client, user, currency), amount, reason, reference=reference))
     t = result.transactions[0]
     _emit(as_json, result, f"withdrew {_amount(t.amount)} {currency} from {client}/{user}: "
                            f"balance {_amount(t.balance_after)} "
@@ -625,43 +660,15 @@ cli.command("block", help="Block a wallet: debits and deposits are refused.")(
 cli.command("unblock", help="Unblock a wallet.")(account_options(client_options(_set_status("active"))))
 
 
-SETTLEMENTS_PAGE = 100  # failures per ListSettlementFailures call; `--limit` follows as many pages as it needs
-
-
-@cli.command()
-@click.option("--client", required=True, help="Client (tenant).")
-@click.option("--failed", "failed", is_flag=True, default=True, help="Only unresolved failures (the default).")
-@click.option("--all", "include_resolved", is_flag=True, help="Include failures resolved by a later payout.")
-@click.option("--limit", default=100, show_default=True, help="How many failures, newest first.")
-@client_options
-def settlements(client: str, failed: bool, include_resolved: bool, limit: int, target: str, token: str,
-                tls_ca: Path | None, as_json: bool) -> None:
-    """List refused payouts (e.g. betflex /winners for unknown bets) for operators to resolve."""
-    def call(c: Any) -> list[Any]:
-        found: list[Any] = []
-        token_ = ""
-        while len(found) < limit:
-            page = c.list_settlement_failures(client, include_resolved=include_resolved,
-                                              limit=min(limit - len(found), SETTLEMENTS_PAGE), page_token=token_)
-            found.extend(page.failures)
-            token_ = page.next_page_token
-            if not token_:
-                break
-        return found[:limit]
-
-    rows = _run(target, token, tls_ca, call)
-    text = "\n".join(
-        f"{f.last_seen:%Y-%m-%d %H:%M:%S}  {f.transaction_id}  settles {f.settles_transaction_id}  "
-        f"{f.account.user_id} {_amount(f.amount)} {f.account.currency}  {f.reason} x{f.attempts}: {f.message}"
-        + (f"  [resolved {f.resolved_at:%Y-%m-%d %H:%M:%S}]" if f.resolved_at else "")
-        for f in rows
-    ) or "no failed settlements"
-    _emit(as_json, rows, text)
+# the operator's support desk: tx, cancel, settle, resettle, unsettle, adjust, settlements, stakes, ...
+from wallet_core import cli_operator  # noqa: E402,F401  (registers its commands on `cli`; imports the helpers above)
 
 
 def main() -> None:
     cli.main(prog_name="wallet")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m wallet_core.cli`: run the importable module's group, which
+    from wallet_core.cli import main as _main  # wallet_core/cli_operator.py's commands are registered on
+
+    _main()

@@ -134,12 +134,14 @@ def operator(core: Core) -> Iterator[dict[str, str]]:
 
 
 def test_refusals_by_the_ledger_exit_3_and_are_json_with_json(operator: dict[str, str], tmp_path: Path) -> None:
-    assert wallet("deposit", *ACCOUNT, "--currency", "EUR", "--amount", "10.00", cwd=tmp_path, **operator).returncode == 0
-    result = wallet("withdraw", *ACCOUNT, "--currency", "EUR", "--amount", "10.01", "--json", cwd=tmp_path, **operator)
+    assert wallet("deposit", *ACCOUNT, "--currency", "EUR", "--amount", "10.00", "--id", "d1", cwd=tmp_path,
+                  **operator).returncode == 0
+    result = wallet("withdraw", *ACCOUNT, "--currency", "EUR", "--amount", "10.01", "--id", "w1", "--json",
+                    cwd=tmp_path, **operator)
     assert_one_line(result, REFUSED)
     assert json.loads(result.stderr)["error"] == "INSUFFICIENT_FUNDS" and result.stdout == ""
-    assert_one_line(wallet("withdraw", *ACCOUNT, "--currency", "EUR", "--amount", "1.001", cwd=tmp_path, **operator),
-                    REFUSED, "INVALID_AMOUNT")
+    assert_one_line(wallet("withdraw", *ACCOUNT, "--currency", "EUR", "--amount", "1.001", "--id", "w2", cwd=tmp_path,
+                           **operator), REFUSED, "INVALID_AMOUNT")
     assert_one_line(wallet("balance", *ACCOUNT, "--currency", "GBP", cwd=tmp_path, **operator), REFUSED,
                     "ACCOUNT_NOT_FOUND")
 

@@ -57,7 +57,8 @@ def test_wallet_serve_runs_everything_on_sqlite_with_a_generated_token(tmp_path:
         assert f"curl -sS -X POST http://{http_addr}/bets" in output
         assert (tmp_path / "wallet.db").exists()
 
-        assert "balance 100.00" in operator(tmp_path, token, grpc_addr, "deposit", *ACCOUNT, "--amount", "100.00")
+        assert "balance 100.00" in operator(tmp_path, token, grpc_addr, "deposit", *ACCOUNT, "--amount", "100.00",
+                                               "--id", "dep-1")
         headers = {"Authorization": f"Bearer {token}"}
         bets = httpx.post(f"http://{http_addr}/bets", json=example("bets"), headers=headers)
         assert bets.status_code == 200, bets.text
