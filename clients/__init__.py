@@ -29,8 +29,8 @@ from clients.models import (
     Purpose,
     Resolution,
     SettleItem,
-    SettleResult,
     SettlementFailure,
+    SettleResult,
     StakeState,
     Transaction,
     TransactionPage,
@@ -62,6 +62,6 @@ __all__ = [
     "Transaction",
     "TransactionPage",
     "TransactionStatus",
-    "call_metadata",
     "WalletClient",
+    "call_metadata",
 ]
