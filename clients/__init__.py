@@ -29,9 +29,9 @@ from clients.models import (
     Purpose,
     Resolution,
     SettleItem,
-    SettleResult,
     SettlementFailure,
     SettlementFailurePage,
+    SettleResult,
     StakeState,
     Transaction,
     TransactionPage,
@@ -64,6 +64,6 @@ __all__ = [
     "Transaction",
     "TransactionPage",
     "TransactionStatus",
-    "call_metadata",
     "WalletClient",
+    "call_metadata",
 ]

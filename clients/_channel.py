@@ -43,7 +43,9 @@ def open_channel(
     creds = credentials(tls, root_certificates)
     opts = [*CHANNEL_OPTIONS, *options]
     module: Any = grpc.aio if aio else grpc
-    return module.secure_channel(target, creds, options=opts) if creds else module.insecure_channel(target, options=opts)
+    if creds:
+        return module.secure_channel(target, creds, options=opts)
+    return module.insecure_channel(target, options=opts)
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:

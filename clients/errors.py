@@ -22,7 +22,9 @@ class WalletError(Exception):
 
     reason: ClassVar[str] = "UNKNOWN"
 
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, metadata: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: grpc.StatusCode | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -172,8 +174,8 @@ def _error_info(call: Any) -> error_details_pb2.ErrorInfo | None:
 
 def from_rpc_error(error: grpc.RpcError) -> WalletError:
     """The client exception for a failed call (sync or asyncio)."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
     info = _error_info(error)
     if info is not None:
         cls = BY_REASON.get(info.reason)

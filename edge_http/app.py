@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import logging
 from typing import Any
 
@@ -24,8 +23,8 @@ from edge_http.jsoncheck import JsonCheck
 from edge_http.metrics import EdgeMetrics
 from edge_http.middleware import CallbackGuard, CallbackObserver, WalletLifecycle
 from edge_http.openapi import openapi_document
-from edge_http.port import WalletPort
 from edge_http.placement import BetPlacer
+from edge_http.port import WalletPort
 from edge_http.resources import (
     BetsResource,
     HealthResource,
@@ -45,7 +44,9 @@ class EdgeConfigError(ValueError):
     """The settings cannot make a safe edge (e.g. no token and no explicit insecure mode)."""
 
 
-def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falcon.asgi.App:
+def create_app(
+    settings: EdgeSettings, wallet: WalletPort | None = None
+) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """Build the edge. `wallet` is an `AsyncWalletClient` (or anything with the `WalletPort` calls); when it is
     not given, the app builds one from the settings and closes it at shutdown. A given client
     stays the caller's to close.
@@ -85,8 +86,8 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
     )
 
     json_check = JsonCheck()
-    app = falcon.asgi.App(
-        middleware=[
+    app = falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response](
+        middleware=(  # a tuple: mypy checks each component against falcon's middleware protocols
             WalletLifecycle(client, owned=owned),
             json_check,
             CallbackObserver(metrics),
@@ -95,7 +96,7 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
                 max_body_bytes=settings.edge_max_body_bytes,
                 insecure_no_auth=settings.insecure_no_auth,
             ),
-        ],
+        ),
     )
     app.req_options.strip_url_path_trailing_slash = True
     body_limits = (settings.edge_max_body_bytes, settings.edge_body_timeout, json_check)
@@ -112,7 +113,8 @@ def create_app(settings: EdgeSettings, wallet: WalletPort | None = None) -> falc
 
 def describe_tokens(tokens: TokenVerifier) -> list[str]:
     """One line per configured edge token: its position and the clients it may act for (never the token)."""
-    return [f"edge token #{n} may act for clients: {grant.describe()}" for n, grant in enumerate(tokens.grants, start=1)]
+    return [f"edge token #{n} may act for clients: {grant.describe()}"
+            for n, grant in enumerate(tokens.grants, start=1)]
 
 
 def _serialize_http_error(req: falcon.Request, resp: falcon.Response, exception: falcon.HTTPError) -> None:

@@ -27,7 +27,6 @@ from clients import (
     SettleResult,
 )
 from clients.errors import Unauthenticated, WalletError
-
 from edge_http import errors
 from edge_http.config import EdgeSettings
 from edge_http.port import WalletPort
@@ -131,7 +130,7 @@ class Readiness:
     async def check(self) -> tuple[bool, str]:
         try:
             return await asyncio.wait_for(self._probe(), self._timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False, f"the wallet core did not answer within {self._timeout:g} s"
         except Unauthenticated as error:
             return False, f"the wallet core refuses the edge's token (WALLET_CORE_TOKEN): {errors.message_of(error)}"

@@ -45,7 +45,7 @@ class EdgeCallFailed(WalletError):
 
     reason = "EDGE_CALL_FAILED"
 
-    def __init__(self, message: str) -> None:  # noqa: D107 - the client's constructor is not ours to rely on
+    def __init__(self, message: str) -> None:  # the client's constructor is not ours to rely on
         Exception.__init__(self, message)
         self.message = message
 
@@ -107,7 +107,7 @@ TRANSPORT: tuple[type[WalletError], ...] = (Unavailable, DeadlineExceeded, Trans
 
 def _lookup(table: dict[type[WalletError], str], error: WalletError) -> str | None:
     for cls in type(error).__mro__:
-        code = table.get(cls)  # type: ignore[call-overload]
+        code = table.get(cls)
         if code is not None:
             return code
     return None
@@ -150,7 +150,7 @@ def message_of(error: WalletError) -> str:
         return detail_of(error)
     if not getattr(error, "_edge_detail_logged", False):
         log.warning("wallet core call failed: %s %s", reason_of(error), detail_of(error))
-        error._edge_detail_logged = True  # type: ignore[attr-defined]
+        error._edge_detail_logged = True  # type: ignore[attr-defined]  # a mark on this error object only
     return UNAVAILABLE_MESSAGE
 
 

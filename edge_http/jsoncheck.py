@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -60,8 +61,8 @@ class JsonCheck:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         return None
 
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         self._stop()

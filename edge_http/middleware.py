@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import falcon
@@ -108,7 +109,6 @@ class CallbackGuard:
     ) -> None:
         if not _is_callback(resource):
             return
-        record: CallbackRecord = req.context.callback
         if self._addresses.enabled:
             forwarded = req.get_header("X-Forwarded-For")
             if not self._addresses.permits(peer_address(req), [forwarded] if forwarded else []):
@@ -120,7 +120,8 @@ class CallbackGuard:
             grant = self._tokens.grant(req.get_header("Authorization"))
             if grant is None:
                 resp.set_header("WWW-Authenticate", 'Bearer realm="wallet"')
-                return self._refuse(req, resp, 401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+                return self._refuse(req, resp, 401, "unauthorized",
+                                    "a valid 'Authorization: Bearer <token>' is required")
             req.context.grant = grant  # the clients this token may act for (edge_http.tenants)
         if req.method != "POST":
             return None  # Falcon answers 405; nothing to check in a body that is not read
@@ -165,7 +166,7 @@ async def drain(req: falcon.asgi.Request) -> None:
 
     try:
         await asyncio.wait_for(consume(), DRAIN_SECONDS)
-    except (asyncio.TimeoutError, OSError, RuntimeError):
+    except (TimeoutError, OSError, RuntimeError):
         pass  # past the bounds the connection is closed as it is
 
 
@@ -182,9 +183,9 @@ class WalletLifecycle:
         self._wallet = wallet
         self._owned = owned
 
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         return None
 
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if self._owned:
             await self._wallet.close()

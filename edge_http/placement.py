@@ -30,10 +30,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from clients import AccountRef, DebitItem, DebitResult, FenceOutcome, FenceResult, Purpose
+from clients import AccountRef, DebitItem, DebitResult, FencedId, FenceOutcome, FenceResult, Purpose
 from clients.errors import BY_REASON, IdempotencyConflict, WalletError
 from clients.tokens import Grant
-
 from edge_http import errors
 from edge_http.betflex import pool_reference, stake_id
 from edge_http.metrics import EdgeMetrics
@@ -110,7 +109,8 @@ def format_amount(value: Decimal | None) -> str:
 def debit_items(body: BetsBody) -> list[DebitItem]:
     result = []
     for index, entry in enumerate(body.bets):
-        account = AccountRef(entry.user.client, user_id(entry.user.uid, f"$.bets[{index}].user.uid"), entry.pool.currency)
+        uid = user_id(entry.user.uid, f"$.bets[{index}].user.uid")
+        account = AccountRef(entry.user.client, uid, entry.pool.currency)
         result.append(DebitItem(
             stake_id(entry.user.client, entry.bet.uid), account, entry.bet.amount, Purpose.STAKE,
             pool_reference(entry.pool.uid),
@@ -120,7 +120,8 @@ def debit_items(body: BetsBody) -> list[DebitItem]:
 
 class BetPlacer:
     def __init__(
-        self, wallet: WalletPort, metrics: EdgeMetrics, *, bets_deadline: float, fence_deadline: float, calls: CallPolicy,
+        self, wallet: WalletPort, metrics: EdgeMetrics, *, bets_deadline: float, fence_deadline: float,
+        calls: CallPolicy,
     ) -> None:
         self._wallet = wallet
         self._metrics = metrics
@@ -208,7 +209,7 @@ class BetPlacer:
         if set(by_id) != set(ids):
             log.error("the core's fence answer names other ids than asked: %s", sorted(by_id))
             return self._unresolved(client, uids, ids, "the wallet's answer could not be read")
-        applied = [uid for uid, i in zip(uids, ids) if by_id[i].outcome == FenceOutcome.APPLIED]
+        applied = [uid for uid, i in zip(uids, ids, strict=True) if by_id[i].outcome == FenceOutcome.APPLIED]
         if not applied:
             return self._void(uids, fenced, refusal)
         if len(applied) < len(ids) or refusal is not None:
@@ -224,18 +225,19 @@ class BetPlacer:
             return Conflict(f"bets {uids} are already taken with other content; nothing more was taken", taken=uids)
         except WalletError as error:
             self._core_error(error, "Debit", uids)
-            return self._unresolved(client, uids, ids, "the bets are taken but the wallet could not confirm their content")
+            return self._unresolved(client, uids, ids,
+                                    "the bets are taken but the wallet could not confirm their content")
         return self._taken(uids, result)
 
     async def _fence_all(self, client: str, ids: list[str], deadline: float) -> FenceResult:
         """One Fence per FENCE_CHUNK ids (a slip of more bets than one Debit may hold is fenced whole too)."""
         chunks = [ids[n:n + FENCE_CHUNK] for n in range(0, len(ids), FENCE_CHUNK)]
-        results = []
+        results: list[FencedId] = []
         for chunk in chunks:
-            fenced = await self._calls.until(
-                deadline, lambda timeout, chunk=chunk: self._wallet.fence(  # type: ignore[misc]
-                    client, chunk, reference=FENCE_REFERENCE, timeout=timeout),
-            )
+            def fence(timeout: float, chunk: list[str] = chunk) -> Awaitable[FenceResult]:
+                return self._wallet.fence(client, chunk, reference=FENCE_REFERENCE, timeout=timeout)
+
+            fenced = await self._calls.until(deadline, fence)
             results.extend(fenced.results)
         return FenceResult(tuple(results))
 
@@ -250,16 +252,18 @@ class BetPlacer:
             cls = BY_REASON.get(refused.reason, WalletError)
             return Refused(errors.bets_code(cls(refused.reason)), f"the wallet refused these bets ({refused.reason})")
         if refusal is not None:  # fenced by an earlier delivery that could not be confirmed
-            return Refused(errors.WALLET_UNAVAILABLE, "these bets were voided earlier; nothing was taken and nothing will be")
+            return Refused(errors.WALLET_UNAVAILABLE,
+                           "these bets were voided earlier; nothing was taken and nothing will be")
         log.warning("the wallet did not take bets %s in time; they are fenced and will never be taken", uids)
         return Refused(
-            errors.WALLET_UNAVAILABLE, "the wallet did not take these bets in time; nothing was taken and nothing will be"
+            errors.WALLET_UNAVAILABLE,
+            "the wallet did not take these bets in time; nothing was taken and nothing will be",
         )
 
     def _taken(self, uids: Sequence[int], result: DebitResult) -> Placed:
         bets = [
             TakenBet(uid, tx.transaction_id, format_amount(tx.balance_after))
-            for uid, tx in zip(uids, result.transactions)
+            for uid, tx in zip(uids, result.transactions, strict=False)
         ]
         return Placed(bets, result.replayed)
 

@@ -38,7 +38,9 @@ class WalletPort(Protocol):
         settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
     ) -> CreditResult: ...
 
-    async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]: ...
+    async def settle_batch(
+        self, items: Sequence[SettleItem], *, timeout: float | None = None
+    ) -> list[SettleResult]: ...
 
     async def resettle(
         self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,

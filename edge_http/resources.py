@@ -49,7 +49,7 @@ async def read_body(req: falcon.asgi.Request, limit: int, timeout: float | None 
 
     try:
         await asyncio.wait_for(read(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise BodyTooSlow from None
     return b"".join(chunks)
 
@@ -104,7 +104,8 @@ class BetsResource(_Callback):
         raw = await self._body(req, resp)
         if raw is None:
             return
-        body, placement = await self._placer.handle(raw, getattr(req.context, "grant", None), self._json_check.refuse_ambiguous)
+        grant = getattr(req.context, "grant", None)
+        body, placement = await self._placer.handle(raw, grant, self._json_check.refuse_ambiguous)
         if body is not None:
             record.client = body.bets[0].user.client
             record.bet_uids = [entry.bet.uid for entry in body.bets]
@@ -114,7 +115,8 @@ class BetsResource(_Callback):
             record.outcome = "ok"
             send_json(resp, status, {
                 "status": "ok",
-                "bets": [{"uid": b.uid, "transaction_id": b.transaction_id, "balance": b.balance} for b in placement.bets],
+                "bets": [{"uid": b.uid, "transaction_id": b.transaction_id, "balance": b.balance}
+                         for b in placement.bets],
             })
         elif isinstance(placement, (Refused, Conflict)):
             record.outcome = placement.code
@@ -161,8 +163,8 @@ class WinnersResource(_Callback):
             named = set(denied.bet_uids)
             failed = [{
                 "bet_uid": entry.bet.uid, "reason": PERMISSION_DENIED,
-                "message": denied.message if entry.bet.uid in named else "not attempted: another bet of this "
-                                                                         "callback names a client this token may not act for",
+                "message": denied.message if entry.bet.uid in named else (
+                    "not attempted: another bet of this callback names a client this token may not act for"),
             } for entry in entries]
             record.failed = [{"bet_uid": f["bet_uid"], "reason": PERMISSION_DENIED} for f in failed]
             return send_error(resp, 403, PERMISSION_DENIED, denied.message, settled=[], failed=failed)

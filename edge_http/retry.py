@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from clients.errors import WalletError
-
 from edge_http.errors import EdgeCallFailed, is_definite
 
 T = TypeVar("T")
@@ -38,9 +37,9 @@ async def call_core(make: Callable[[float], Awaitable[T]], timeout: float) -> T:
         return await asyncio.wait_for(make(timeout), timeout + GRACE)
     except WalletError:
         raise
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise EdgeCallFailed(f"the core call did not end within {timeout + GRACE:.2f} s") from None
-    except Exception as exc:  # noqa: BLE001 - a client bug must not turn into a wrong answer about money
+    except Exception as exc:  # a client bug must not turn into a wrong answer about money
         log.exception("the wallet client failed unexpectedly")
         raise EdgeCallFailed(f"the wallet client failed: {type(exc).__name__}") from exc
 
@@ -69,7 +68,7 @@ class CallPolicy:
         """
 
         def pause(state: RetryCallState) -> float:
-            wanted = min(FIRST_PAUSE * 2 ** (state.attempt_number - 1), MAX_PAUSE) * self.rng.uniform(0.5, 1.0)
+            wanted = min(FIRST_PAUSE * 2.0 ** (state.attempt_number - 1), MAX_PAUSE) * self.rng.uniform(0.5, 1.0)
             return max(0.0, min(wanted, deadline - self.clock()))
 
         retrying = AsyncRetrying(

@@ -15,7 +15,7 @@ without building it (about a millisecond for the worst 1 MiB body); the second p
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import jiter
 import msgspec
@@ -106,11 +106,12 @@ class WinnersBody(msgspec.Struct):
 
 # ---------------------------------------------------------------- decoding
 
+T = TypeVar("T")
 _BETS_DECODER = msgspec.json.Decoder(BetsBody)
 _WINNERS_DECODER = msgspec.json.Decoder(WinnersBody)
 
 
-def _decode(decoder: msgspec.json.Decoder, body: bytes, check_json: bool):  # type: ignore[no-untyped-def]
+def _decode(decoder: msgspec.json.Decoder[T], body: bytes, check_json: bool) -> T:
     if not body.strip():
         raise BodyError("invalid_request", "the body is empty; a JSON object is expected")
     try:
@@ -211,7 +212,8 @@ def decode_bets(body: bytes, *, check_json: bool = True) -> BetsBody:
             )
         if not AMOUNT.fullmatch(entry.bet.amount):
             raise BodyError(
-                "invalid_amount", f"{at}.bet.amount: {entry.bet.amount[:40]!r} is not a plain decimal amount such as \"12.50\""
+                "invalid_amount",
+                f"{at}.bet.amount: {entry.bet.amount[:40]!r} is not a plain decimal amount such as \"12.50\"",
             )
         if not CURRENCY.fullmatch(entry.pool.currency):
             raise BodyError(

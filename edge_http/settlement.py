@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 from clients import AccountRef, SettleItem, SettleResult
 from clients.errors import WalletError
-
 from edge_http import errors
 from edge_http.betflex import payout_id, pool_reference, resettle_id, stake_id
 from edge_http.metrics import EdgeMetrics
@@ -121,7 +120,8 @@ class Settler:
             for entry in pool.bets:
                 client, bet_uid = entry.user.client, entry.bet.uid
                 item = SettleItem(
-                    payout_id(client, bet_uid), AccountRef(client, user_id(entry.user.uid, "user.uid"), entry.bet.currency),
+                    payout_id(client, bet_uid),
+                    AccountRef(client, user_id(entry.user.uid, "user.uid"), entry.bet.currency),
                     entry.bet.payout, stake_id(client, bet_uid), reference,
                     stake_amount=entry.bet.amount, payout_cap=cap,
                 )
@@ -163,7 +163,8 @@ class Settler:
                 outcomes.append(await self._resettle(payout, deadline))
                 continue
             errors.note_core_error(self._metrics, result.error, "SettleBatch", f"bet {payout.bet_uid}")
-            outcomes.append(FailedBet(payout.bet_uid, errors.winners_reason(result.error), errors.message_of(result.error)))
+            outcomes.append(FailedBet(payout.bet_uid, errors.winners_reason(result.error),
+                                      errors.message_of(result.error)))
         return outcomes
 
     def _resettles(self, payout: Payout) -> bool:

@@ -30,3 +30,10 @@ def test_ci_runs_the_readme_test_command_with_postgres_required() -> None:
 def test_generated_code_is_not_committed() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "clients/wallet/" in ignored and "*.db" in ignored and ".venv/" in ignored
+
+
+def test_ci_lints_and_type_checks_before_the_suite() -> None:
+    lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    ruff = next(n for n, line in enumerate(lines) if line.startswith(".venv/bin/ruff check"))
+    mypy = lines.index(".venv/bin/mypy")
+    assert ruff < lines.index(quick_start()[1]) and mypy < lines.index(quick_start()[1])

@@ -48,8 +48,6 @@ from wallet_core.domain import (
 )
 from wallet_core.money import MAX_MINOR
 
-
-
 # ---------------------------------------------------------------- calls
 
 

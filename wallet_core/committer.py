@@ -16,8 +16,8 @@ caller's trace and request id reach the database work; a shared batch runs in it
 
 from __future__ import annotations
 
-import logging
 import contextvars
+import logging
 import queue
 import threading
 import time

@@ -27,10 +27,10 @@ _SCALE_2 = (
 )
 
 ISO_4217: dict[str, int] = {
-    **{code: 0 for code in _SCALE_0.split()},
-    **{code: 2 for code in _SCALE_2.split()},
-    **{code: 3 for code in _SCALE_3.split()},
-    **{code: 4 for code in _SCALE_4.split()},
+    **dict.fromkeys(_SCALE_0.split(), 0),
+    **dict.fromkeys(_SCALE_2.split(), 2),
+    **dict.fromkeys(_SCALE_3.split(), 3),
+    **dict.fromkeys(_SCALE_4.split(), 4),
 }
 
 CODE_PATTERN = re.compile(r"[A-Z][A-Z0-9]{2,9}", re.ASCII)

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -39,8 +38,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from wallet_core import errors
 from wallet_core.book import (
     Book,
-    CancelCall,
     Call,
+    CancelCall,
     CorrectionCall,
     CreditCall,
     DebitCall,
@@ -63,6 +62,7 @@ from wallet_core.domain import (
     AccountStatus,
     AccountView,
     AuditNote,
+    AuditView,
     CancelResult,
     ClawbackPolicy,
     CorrectionResult,
@@ -77,13 +77,14 @@ from wallet_core.domain import (
     OpenStakes,
     OpenStakeTotal,
     OpenStakeView,
+    Purpose,
     Resolution,
+    SettleItem,
     SettlementFailureView,
     SystemBalanceView,
     TransactionLookup,
-    SettleItem,
-    TxStatus,
     TransactionPage,
+    TxStatus,
     check_identifier,
     check_reference,
     credit_fingerprint,
@@ -91,7 +92,8 @@ from wallet_core.domain import (
 )
 from wallet_core.money import check_amount_text
 from wallet_core.storage import repository
-from wallet_core.storage.engine import READ_ONLY, is_sqlite, ping as engine_ping
+from wallet_core.storage.engine import READ_ONLY, is_sqlite
+from wallet_core.storage.engine import ping as engine_ping
 from wallet_core.storage.repository import ConcurrentChange, aware
 from wallet_core.storage.schema import accounts, audit_log, settlement_failures, stakes, transactions
 

@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -33,6 +33,7 @@ from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
 from wallet_core.grpc_api.service import WalletService
 from wallet_core.service import Ledger
 
+T = TypeVar("T")
 TOKEN = "sim-edge-token"
 # which delivery a core call belongs to: faults are drawn per (delivery, call), so that removing one
 # slip while shrinking does not change the faults another slip meets
@@ -141,22 +142,22 @@ class SimCore:
     # ------------------------------------------------------------------ WalletPort
 
     async def debit(self, items: Sequence[DebitItem], *, timeout: float | None = None) -> DebitResult:
-        return await self._rpc(c.debit(items), timeout)  # type: ignore[no-any-return]
+        return await self._rpc(c.debit(items), timeout)
 
     async def fence(
         self, client: str, transaction_ids: Sequence[str], *, reference: str = "", timeout: float | None = None
     ) -> FenceResult:
-        return await self._rpc(c.fence(client, transaction_ids, reference), timeout)  # type: ignore[no-any-return]
+        return await self._rpc(c.fence(client, transaction_ids, reference), timeout)
 
     async def credit(
         self, transaction_id: str, account: AccountRef, amount: str | Decimal | int, purpose: Purpose, *,
         settles_transaction_id: str = "", reference: str = "", timeout: float | None = None,
     ) -> CreditResult:
         spec = c.credit(transaction_id, account, amount, purpose, settles_transaction_id, reference)
-        return await self._rpc(spec, timeout)  # type: ignore[no-any-return]
+        return await self._rpc(spec, timeout)
 
     async def settle_batch(self, items: Sequence[SettleItem], *, timeout: float | None = None) -> list[SettleResult]:
-        return await self._rpc(c.settle_batch(items), timeout)  # type: ignore[no-any-return]
+        return await self._rpc(c.settle_batch(items), timeout)
 
     async def resettle(
         self, client: str, transaction_id: str, settles_transaction_id: str, amount: str | Decimal | int, *,
@@ -166,7 +167,7 @@ class SimCore:
         return await self._rpc(spec, timeout)
 
     async def get_balance(self, account: AccountRef, *, timeout: float | None = None) -> Account:
-        return await self._rpc(c.get_balance(account), timeout)  # type: ignore[no-any-return]
+        return await self._rpc(c.get_balance(account), timeout)
 
     async def serving(self, *, timeout: float | None = None) -> bool:
         """The simulation faults the calls, not the database: the core always reaches its ledger."""
@@ -178,8 +179,8 @@ class SimCore:
 
     # ------------------------------------------------------------------ the network
 
-    async def _rpc(self, spec: tuple[str, Any, Any], timeout: float | None) -> Any:
-        method, request, parse = spec
+    async def _rpc(self, spec: c.Spec[T], timeout: float | None) -> T:
+        method, request = spec.method, spec.request
         loop = asyncio.get_running_loop()
         delivery = DELIVERY.get()
         n = self._calls[f"{delivery}:{method}"] = self._calls.get(f"{delivery}:{method}", 0) + 1
@@ -206,7 +207,7 @@ class SimCore:
         if outcome == "error":
             error: WalletError = from_rpc_error(_RpcError(value))
             raise error
-        return parse(value)
+        return spec.parse(value)
 
     async def _serve(
         self, key: str, kind: str, method: str, request: Any, there: float, back: float,

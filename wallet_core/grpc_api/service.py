@@ -243,7 +243,7 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
             clients = [c for c in self.ledger.list_clients() if grant is None or grant.allows(c)]
             return pb.ListClientsResponse(clients=clients, label=self._actor(context))
 
-        return self._call(context, lambda: [], work)
+        return self._call(context, list, work)
 
 
 # the metadata that makes a Debit, Credit or Cancel an operator action: why, UTF-8 (binary metadata)

@@ -20,7 +20,6 @@ from sqlalchemy.sql.elements import TextClause
 
 from wallet_core.book import (
     Book,
-    CancelCall,
     Call,
     CorrectionCall,
     CreditCall,
@@ -136,7 +135,7 @@ def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, s
                  " FROM unnest(CAST(:groups AS TEXT[])) AS k ORDER BY key) AS s"),
             {"groups": [f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}" for client, currency, reference in ordered]},
         )
-    book.group_paid.update({group: 0 for group in ordered})
+    book.group_paid.update(dict.fromkeys(ordered, 0))
     query = (
         select(transactions.c.client, transactions.c.currency, transactions.c.reference,
                func.sum(transactions.c.amount).label("paid"))
