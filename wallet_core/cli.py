@@ -369,8 +369,9 @@ def reconcile(db: str | None, config: Path | None) -> None:
               help="Seconds per point, for us and for pgbench [default: 10, 1 with --quick].")
 @click.option("--wallets", type=click.IntRange(min=1, max=10_000_000), default=None,
               help="Funded wallets for the random-wallet scenarios [default: 10000, 1000 with --quick].")
-@click.option("--scenarios", default="A,B,C,D", show_default=True,
-              help="Scenarios (A, B, C, D) or points (A1, A16, A64, B16, B64, C64, D64), comma-separated.")
+@click.option("--scenarios", default="A,B,C,D,O", show_default=True,
+              help="Scenarios (A, B, C, D, O) or points (A1, A16, A64, B16, B64, C64, D64, O250, O500), "
+                   "comma-separated.")
 @click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True,
               help="Load generator processes (callers are spread over them).")
 @click.option("--pg", "server_url", default="postgresql://postgres@127.0.0.1:5432/postgres", show_default=True,
