@@ -41,17 +41,23 @@ class AsyncWalletClient:
         self._metadata = metadata(token)
         self._timeout = timeout
         self._retry = retry_policy(max_attempts)
+        self._single_attempt = max_attempts == 1
 
     async def _do(self, spec: tuple[str, Any, Any], timeout: float | None) -> Any:
         method, request, parse = spec
         rpc = getattr(self._stub, method)
+        if self._single_attempt:  # no retry machinery: tenacity costs tens of microseconds of CPU per call
+            return parse(await self._once(rpc, request, timeout))
         async for attempt in AsyncRetrying(**self._retry):
             with attempt:
-                try:
-                    response = await rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
-                except grpc.RpcError as error:
-                    raise from_rpc_error(error) from None
+                response = await self._once(rpc, request, timeout)
         return parse(response)
+
+    async def _once(self, rpc: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await rpc(request, timeout=timeout or self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     # ---------------------------------------------------------------- accounts
 
