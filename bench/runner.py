@@ -60,8 +60,8 @@ POINTS = [
 ]
 OPEN_LOOP_PLAIN_CLIENTS = 64  # pgbench clients of the open-loop plain baseline (-R spreads the rate over them)
 PROFILED = {"A64", "C64"}
-PG_BASE = {name: (n + 1) * 10**15 for n, name in enumerate(p.name for p in POINTS)}  # pgbench id ranges (ledger,
-# and, for the plain debit, plain.transactions)
+# pgbench transaction id ranges per point (in the ledger's tables, and in plain.transactions)
+PG_BASE = {name: (n + 1) * 10**15 for n, name in enumerate(p.name for p in POINTS)}
 
 
 @dataclass
@@ -240,7 +240,8 @@ def _run_point(point: Point, options: Options, stack: Stack, seeded: database.Se
         bar.n = bar.total
         bar.close()
     machine_after = psutil.cpu_times()
-    cpu = {s.name: round((s.cpu_seconds() - cpu_before[s.name]) / load.seconds, 2) for s in services}
+    cpu_seconds = {s.name: s.cpu_seconds() - cpu_before[s.name] for s in services}
+    cpu = {name: round(seconds / load.seconds, 2) for name, seconds in cpu_seconds.items()}
     prefix = {"debit": run_tag, "bets": "betflex:fanteam:bet:", "winners": "betflex:fanteam:payout:"}[point.kind]
     batches = database.batch_sizes(db_url, prefix, since)
     profile_summaries = {}
@@ -274,8 +275,8 @@ def _run_point(point: Point, options: Options, stack: Stack, seeded: database.Se
         },
         "service_cores": cpu,
         # CPU per call, in microseconds: steadier than calls/s on a shared machine
-        "service_us_per_call": {name: round(cores / throughput * 1e6) if throughput else None
-                                for name, cores in cpu.items() if name == "core" or point.kind != "debit"},
+        "service_us_per_call": {name: round(seconds / load.calls * 1e6) if load.calls else None
+                                for name, seconds in cpu_seconds.items() if name == "core" or point.kind != "debit"},
         "core_batches": batches,
         "machine_busy_percent": round(_busy_percent(machine_before, machine_after), 1),
         "baseline": pg.summary() if pg is not None else None,
