@@ -47,7 +47,7 @@ class Point:
     name: str
     scenario: str
     kind: str  # loadgen job kind
-    concurrency: int  # callers (closed loop), or the most calls in flight (open loop)
+    concurrency: int  # callers (closed loop), or HTTP connections (open loop: calls beyond wait for one)
     hot: bool = False
     rate: float | None = None  # open loop: calls offered per second
 
