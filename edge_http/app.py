@@ -137,7 +137,8 @@ def run(settings: EdgeSettings, **uvicorn_options: Any) -> None:
 
     uvicorn's own proxy-header handling is off: the edge reads X-Forwarded-For itself, and only
     from the proxies in `edge_trusted_proxies`. A connection that does not complete its request
-    headers within `edge_header_timeout` is closed (`edge_http.server`).
+    headers within `edge_header_timeout` is closed (`edge_http.server`). Requests are parsed by
+    httptools on a uvloop event loop.
     """
     import uvicorn
 
@@ -154,7 +155,7 @@ def run(settings: EdgeSettings, **uvicorn_options: Any) -> None:
     options: dict[str, Any] = {
         "host": host, "port": port, "proxy_headers": False, "server_header": False,
         "lifespan": "on", "log_config": None, "access_log": False,
-        "http": protocol_with_deadline(settings.edge_header_timeout),
+        "http": protocol_with_deadline(settings.edge_header_timeout), "loop": "uvloop",
     }
     options.update(uvicorn_options)
     uvicorn.run(app, **options)

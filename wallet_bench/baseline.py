@@ -1,4 +1,14 @@
-"""The pgbench baseline: PostgreSQL executing, one transaction per call, exactly the SQL the core issues.
+"""The pgbench baselines: the core's own SQL per call, and the plain debit an operator would hand-write.
+
+1. `debit_script` / `settle_script`: PostgreSQL executing, one transaction per call, exactly the
+   SQL the core issues (below).
+2. `plain_debit_script`: the debit as one would write it by hand, with no ledger bookkeeping
+   beyond the money itself: insert the transaction, a conditional
+   `UPDATE ... SET balance = balance - x WHERE id = a AND balance >= x`, insert its two entries,
+   commit. No row is shared between calls (the counter-entry's account is never updated), so on
+   random wallets nothing queues on a lock; on the hot wallet every call queues on that one row.
+   It runs on tables of its own (schema `plain`, `wallet_bench.database.seed_plain`), so the ledger the
+   core writes, and `reconcile`, are untouched by it.
 
 The statements below were transcribed from the core with SQLAlchemy's echo on (one Debit and
 one PAYOUT Credit against PostgreSQL; see docs/benchmarks.md): same tables, same column lists,
@@ -134,6 +144,50 @@ def settle_script(system_ids: dict[str, int]) -> str:
     ])
 
 
+PLAIN_SCHEMA = """
+CREATE SCHEMA plain;
+CREATE TABLE plain.accounts (
+    id BIGINT PRIMARY KEY,
+    balance BIGINT NOT NULL CHECK (balance >= 0)
+);
+CREATE TABLE plain.transactions (
+    id BIGSERIAL PRIMARY KEY,
+    client VARCHAR(64) NOT NULL,
+    transaction_id VARCHAR(128) NOT NULL,
+    account_id BIGINT NOT NULL REFERENCES plain.accounts (id),
+    amount BIGINT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    UNIQUE (client, transaction_id)
+);
+CREATE TABLE plain.entries (
+    id BIGSERIAL PRIMARY KEY,
+    transaction_pk BIGINT NOT NULL REFERENCES plain.transactions (id),
+    account_id BIGINT NOT NULL REFERENCES plain.accounts (id),
+    amount BIGINT NOT NULL
+);
+CREATE INDEX ON plain.entries (account_id);
+"""
+PLAIN_COUNTER_ACCOUNT = 0  # the counter-entry's account (in play); inserted into, never updated
+
+
+def plain_debit_script() -> str:
+    """The hand-written debit of 1.00 on wallet `random(:lo, :hi)`: 4 statements, no shared row."""
+    return "\n".join([
+        "\\set n :n + 1",
+        "\\set tid :base + :client_id * %d + :n" % ID_STRIDE,
+        "\\set uid random(:lo, :hi)",
+        "BEGIN;",
+        "INSERT INTO plain.transactions (client, transaction_id, account_id, amount) "
+        "VALUES (:client, CAST(:tid AS VARCHAR), :uid, %d) RETURNING id \\gset t_" % STAKE_MINOR,
+        "UPDATE plain.accounts SET balance = balance - %d WHERE id = :uid AND balance >= %d;"
+        % (STAKE_MINOR, STAKE_MINOR),
+        "INSERT INTO plain.entries (transaction_pk, account_id, amount) "
+        "VALUES (:t_id, :uid, -%d), (:t_id, %d, %d);" % (STAKE_MINOR, PLAIN_COUNTER_ACCOUNT, STAKE_MINOR),
+        "COMMIT;",
+        "",
+    ])
+
+
 @dataclass
 class PgbenchResult:
     tps: float
@@ -161,9 +215,13 @@ class PgbenchResult:
 def run_pgbench(
     db_url: str, script: Path, *, clients: int, variables: dict[str, Any], log_dir: Path,
     duration: float | None = None, transactions: int | None = None, timeout: float = 120.0,
-    on_tick: Callable[[float], None] | None = None,
+    on_tick: Callable[[float], None] | None = None, rate: float | None = None,
 ) -> PgbenchResult:
-    """Run pgbench (prepared statements, like psycopg's server-side prepares) and read its per-call log."""
+    """Run pgbench (prepared statements, like psycopg's server-side prepares) and read its per-call log.
+
+    With `rate`, pgbench offers that many transactions per second (`-R`: Poisson arrivals) and
+    measures each latency from the transaction's scheduled start, so that queueing counts.
+    """
     url = make_url(db_url)
     threads = min(2, clients)
     prefix = log_dir / f"pgbench-{script.stem}-{clients}-{time.monotonic_ns()}"
@@ -173,6 +231,8 @@ def run_pgbench(
         "--log", f"--log-prefix={prefix}",
     ]
     args += ["-T", str(max(1, round(duration)))] if duration is not None else ["-t", str(transactions)]
+    if rate is not None:
+        args += ["-R", f"{rate:g}"]
     for name, value in variables.items():
         args += ["-D", f"{name}={value}"]
     args.append(url.database or "")

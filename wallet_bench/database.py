@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -104,6 +105,21 @@ def seed(db_url: str, wallets: int) -> Seeded:
     return Seeded(wallets, hot, system)
 
 
+def seed_plain(db_url: str, wallets: int) -> None:
+    """The plain debit's tables (schema `plain`): wallets 1..N and the hot wallet N+1, funded as the ledger's."""
+    from wallet_bench.baseline import PLAIN_COUNTER_ACCOUNT, PLAIN_SCHEMA
+
+    with psycopg.connect(libpq_url(db_url)) as conn, conn.transaction():
+        conn.execute(PLAIN_SCHEMA)
+        conn.execute(
+            "INSERT INTO plain.accounts (id, balance) SELECT g, CASE WHEN g = %s THEN %s ELSE %s END "
+            "FROM generate_series(1, %s) AS g UNION ALL SELECT %s, 0",
+            (wallets + 1, HOT_MINOR, WALLET_MINOR, wallets + 1, PLAIN_COUNTER_ACCOUNT),
+        )
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE plain.accounts")
+
+
 def count_by_pgbench_client(db_url: str, base: int, stride: int) -> dict[int, int]:
     """How many stakes each pgbench client placed in the debit run numbered from `base`."""
     with psycopg.connect(libpq_url(db_url)) as conn:
@@ -117,11 +133,19 @@ def count_by_pgbench_client(db_url: str, base: int, stride: int) -> dict[int, in
     return {int(c): int(n) for c, n in rows}
 
 
-def batch_sizes(db_url: str, prefix: str) -> dict[str, float]:
+def now(db_url: str) -> datetime:
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def batch_sizes(db_url: str, prefix: str, since: datetime | None = None) -> dict[str, float]:
     """Group commit as the database saw it: the core stamps every call of one batch with one time."""
     with psycopg.connect(libpq_url(db_url)) as conn:
         calls, batches = conn.execute(
-            "SELECT count(*), count(DISTINCT created_at) FROM transactions WHERE transaction_id LIKE %s",
-            (prefix.replace("%", r"\%").replace("_", r"\_") + "%",),
+            "SELECT count(*), count(DISTINCT created_at) FROM transactions WHERE transaction_id LIKE %s "
+            "AND created_at >= %s",
+            (prefix.replace("%", r"\%").replace("_", r"\_") + "%", since or datetime.min.replace(tzinfo=UTC)),
         ).fetchone() or (0, 0)
     return {"calls": int(calls), "batches": int(batches), "mean_batch": round(calls / batches, 1) if batches else 0.0}

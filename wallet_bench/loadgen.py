@@ -2,7 +2,11 @@
 
 A point (scenario at one concurrency) starts `processes` fresh processes (spawn). Each connects,
 then waits on a barrier so that every caller starts at once; each caller then makes one call at a
-time until the point's deadline or its share of the call budget. Every process reports its
+time until the point's deadline or its share of the call budget (closed loop). An open-loop
+point (`Job.rate`) instead sends calls at Poisson-distributed times, `rate` per second on
+average, whether or not earlier calls have returned, and measures each latency from the call's
+scheduled send time: a call that waits because the system (or the generator) is behind counts
+that wait, as a sportsbook's SLA would. Every process reports its
 latencies, errors, and the CPU it used (getrusage) during the measured window, so the report
 can say whether the load generator, rather than the system under test, was the limit.
 
@@ -43,6 +47,8 @@ class Job:
     wallets: int = 0
     hot_user: str | None = None
     settle: list[tuple[str, int]] = field(default_factory=list)  # (user id, bet uid) for "winners"
+    rate: float | None = None  # open loop: calls per second this process offers
+    uid_base: int = 0  # bet uids of this point start above it (unique across the points of a run)
 
 
 @dataclass
@@ -95,10 +101,42 @@ async def _run(job: Job, barrier: Any, progress: Any) -> WorkerResult:
             latencies.append(perf() - t0)
             progress.value += 1
 
-    await asyncio.gather(*(caller() for _ in range(job.callers)))
+    if job.rate:
+        await _open_loop(job, loop, budget, call, latencies, progress)
+    else:
+        await asyncio.gather(*(caller() for _ in range(job.callers)))
     finished, cpu = time.time(), _cpu() - cpu0
     await close()
     return WorkerResult(job.worker, latencies, errors, cpu, started, finished, placed)
+
+
+async def _open_loop(job: Job, loop: asyncio.AbstractEventLoop, budget: _Budget, call: Any, latencies: array,
+                     progress: Any) -> None:
+    """Send a call at each arrival of a Poisson process of `job.rate` per second until the deadline."""
+    assert job.rate
+    rng = random.Random(f"open-loop:{job.worker}")
+    in_flight: set[asyncio.Task[None]] = set()
+    scheduled = loop.time()
+
+    async def one(n: int, at: float) -> None:
+        await call(n)
+        latencies.append(loop.time() - at)  # from the scheduled send time: queueing counts
+        progress.value += 1
+
+    n = 0
+    while True:
+        scheduled += rng.expovariate(job.rate)
+        if scheduled >= budget.deadline or not budget.take(loop):
+            break
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = loop.create_task(one(n, scheduled))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        n += 1
+    if in_flight:
+        await asyncio.gather(*in_flight)
 
 
 async def _make_caller(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -> Any:
@@ -161,7 +199,7 @@ async def _http(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -
 
     async def bet(n: int) -> None:
         user = rng.randint(1, job.wallets)
-        uid = 1 + job.worker + job.workers * n  # unique in this run across processes
+        uid = job.uid_base + 1 + job.worker + job.workers * n  # unique in this run across processes and points
         body = {"bets": [{
             "user": {"client": CLIENT, "uid": user},
             "pool": {"client": CLIENT, "currency": CURRENCY, "game": "betflex", "uid": pool},

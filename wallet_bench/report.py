@@ -1,4 +1,7 @@
-"""The run's report on the terminal (a table) and as a PNG (throughput and p99 against concurrency)."""
+"""The run's report on the terminal (a table) and as a PNG (throughput and p99 against concurrency).
+
+The open-loop points (O) have no concurrency to plot against; they are in the table and the JSON.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +11,29 @@ from typing import Any
 
 def table(report: dict[str, Any]) -> str:
     header = (f"{'point':<6} {'calls/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} "
-              f"{'gen CPU':>8} {'core CPU':>8} {'edge CPU':>8} {'busy%':>6} {'pgbench/s':>10} {'pg p99':>7} "
-              f"{'ratio':>6}")
+              f"{'gen CPU':>8} {'core CPU':>8} {'edge CPU':>8} {'core us':>8} {'edge us':>8} {'busy%':>6} "
+              f"{'pgbench/s':>10} {'pg p99':>7} {'ratio':>6} {'plain/s':>9} {'pl p99':>7} {'plain':>6}")
     lines = [header, "-" * len(header)]
     for p in report["points"]:
-        lat, base = p["latency_ms"], p["baseline"] or {}
+        lat, base, plain = p["latency_ms"], p["baseline"] or {}, p.get("plain_baseline") or {}
         cores = p["service_cores"]
+        per_call = p.get("service_us_per_call") or {}
         lines.append(
             f"{p['name']:<6} {p['throughput']:>9.1f} {_f(lat['p50'])} {_f(lat['p95'])} {_f(lat['p99'])} "
             f"{p['errors']:>7d} {p['loadgen']['cores']:>7.2f}c {cores.get('core', 0):>7.2f}c "
-            f"{_c(cores.get('edge'))} {p['machine_busy_percent']:>6.0f} "
-            f"{_n(base.get('tps')):>10} {_f((base.get('latency_ms') or {}).get('p99'), 7)} "
-            f"{_r(p['ratio'])}"
+            f"{_c(cores.get('edge'))} {_u(per_call.get('core'))} {_u(per_call.get('edge'))} "
+            f"{p['machine_busy_percent']:>6.0f} "
+            f"{_n(base.get('tps')):>10} {_f((base.get('latency_ms') or {}).get('p99'), 7)} {_r(p['ratio'])} "
+            f"{_n(plain.get('tps')):>9} {_f((plain.get('latency_ms') or {}).get('p99'), 7)} "
+            f"{_r(p.get('plain_ratio'))}"
         )
     lines.append("")
     lines.append("gen CPU: cores used by the load generator's processes (busy% is the whole machine, "
-                 f"{report['machine']['cpus']} CPUs); ratio: successful calls/s / pgbench transactions/s")
+                 f"{report['machine']['cpus']} CPUs); core us, edge us: microseconds of CPU per call")
+    lines.append("ratio: successful calls/s / pgbench running the core's own SQL; plain: / pgbench running the "
+                 "hand-written 4-statement debit (hot wallet for B)")
+    lines.append("O250, O500: /bets offered open-loop at that rate (Poisson); latency from the scheduled send time; "
+                 "plain there is pgbench -R at the same rate")
     core = report.get("core", {})
     edge = report.get("edge", {})
     lines.append(f"core peak RSS: {core.get('peak_rss_mb')} MB" + (f"; edge peak RSS: {edge.get('peak_rss_mb')} MB"
@@ -46,6 +56,10 @@ def _n(value: float | None) -> str:
 
 def _c(value: float | None) -> str:
     return f"{value:>7.2f}c" if value is not None else f"{'-':>8}"
+
+
+def _u(value: float | None) -> str:
+    return f"{value:>8.0f}" if value is not None else f"{'-':>8}"
 
 
 def _r(value: float | None) -> str:
@@ -72,6 +86,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
         if base:
             ax_tp.plot(*zip(*base), marker=marker, color=color, linestyle="--", alpha=0.6,
                        label=f"{scenario} pgbench baseline")
+        plain = [(p["concurrency"], p["plain_baseline"]["tps"]) for p in points if p.get("plain_baseline")]
+        if plain:
+            ax_tp.plot(*zip(*plain), marker=marker, color=color, linestyle=":", alpha=0.6,
+                       label=f"{scenario} plain debit baseline")
         ax_p99.plot(x, [p["latency_ms"]["p99"] or 0 for p in points], marker=marker, color=color,
                     label=labels[scenario])
     for ax, title, unit in ((ax_tp, "Throughput", "calls/s"), (ax_p99, "p99 latency", "ms")):

@@ -387,15 +387,16 @@ def reconcile(db: str | None, config: Path | None) -> None:
               help="Seconds per point, for us and for pgbench [default: 10, 1 with --quick].")
 @click.option("--wallets", type=click.IntRange(min=1, max=10_000_000), default=None,
               help="Funded wallets for the random-wallet scenarios [default: 10000, 1000 with --quick].")
-@click.option("--scenarios", default="A,B,C,D", show_default=True,
-              help="Scenarios (A, B, C, D) or points (A1, A16, A64, B16, B64, C64, D64), comma-separated.")
+@click.option("--scenarios", default="A,B,C,D,O", show_default=True,
+              help="Scenarios (A, B, C, D, O) or points (A1, A16, A64, B16, B64, C64, D64, O250, O500), "
+                   "comma-separated.")
 @click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True,
               help="Load generator processes (callers are spread over them).")
 @click.option("--pg", "server_url", default="postgresql://postgres@127.0.0.1:5432/postgres", show_default=True,
               envvar="WALLET_BENCH_POSTGRES_URL",
               help="PostgreSQL server on this machine; a throwaway database is created there and dropped.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where the JSON and PNG go [default: bench/results].")
+              help="Where the JSON and PNG go [default: wallet_bench/results].")
 @click.option("--profile", is_flag=True, help="Sample the core (and the edge) with py-spy during A64 and C64.")
 def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: str, processes: int,
           server_url: str, out_dir: Path | None, profile: bool) -> None:

@@ -27,7 +27,7 @@ def test_quick_bench_writes_the_report(tmp_path: Path) -> None:
 
     postgres_or_skip().drop()  # skips when the PostgreSQL test server is not there
     result = CliRunner().invoke(
-        cli, ["bench", "--quick", "--scenarios", "A16", "--pg", postgres_server_url(), "--out", str(tmp_path)],
+        cli, ["bench", "--quick", "--scenarios", "A16,O250", "--pg", postgres_server_url(), "--out", str(tmp_path)],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -35,12 +35,26 @@ def test_quick_bench_writes_the_report(tmp_path: Path) -> None:
     assert report_file.with_suffix(".png").exists()
     report = json.loads(report_file.read_text())
     assert {"command", "machine", "settings", "points", "core", "reconcile", "targets"} <= report.keys()
-    [point] = report["points"]
+    point, open_loop = report["points"]
     assert point["name"] == "A16"
-    assert {"throughput", "latency_ms", "errors", "loadgen", "baseline", "ratio", "service_cores"} <= point.keys()
+    assert {"throughput", "latency_ms", "errors", "loadgen", "baseline", "ratio", "service_cores",
+            "plain_baseline", "plain_ratio", "service_us_per_call"} <= point.keys()
     assert {"p50", "p95", "p99"} <= point["latency_ms"].keys()
     assert {"cores", "cpu_seconds", "processes"} <= point["loadgen"].keys()
     assert {"tps", "latency_ms", "command"} <= point["baseline"].keys()
-    assert report["core"]["peak_rss_mb"] > 0
+    # the second baseline: the hand-written debit, in the same run
+    assert {"tps", "latency_ms", "command"} <= point["plain_baseline"].keys()
+    assert "plain.sql" in point["plain_baseline"]["command"] and "plain" in report["baseline_scripts"]
+    assert set(point["service_us_per_call"]) == {"core"}
+    # the open-loop point: /bets offered at 250 per second, the plain debit offered at the same rate
+    assert open_loop["name"] == "O250" and open_loop["offered_rate"] == 250.0 and open_loop["calls"] > 0
+    assert "-R 250" in open_loop["plain_baseline"]["command"] and open_loop["baseline"] is None
+    assert set(open_loop["service_us_per_call"]) == {"core", "edge"}
+    assert report["core"]["peak_rss_mb"] > 0 and report["edge"]["peak_rss_mb"] > 0
     assert report["reconcile"]["ok"], report["reconcile"]["report"]
-    assert "A16" in result.output
+    header, *_ = result.stdout.splitlines()
+    assert all(column in header for column in ("core us", "edge us", "pgbench/s", "plain/s"))
+    assert "A16 " in result.stdout and "O250 " in result.stdout
+    # not a terminal: one line per step, no progress bar frames
+    assert "\r" not in result.output
+    assert "O250 wallet" in result.stderr and "A16 plain" in result.stderr
