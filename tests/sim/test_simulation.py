@@ -30,6 +30,7 @@ def explain(failing: list[int], **kwargs: object) -> str:
     return "\n\n".join(report_failure(generate(seed), **kwargs) for seed in failing[:2])  # type: ignore[arg-type]
 
 
+@pytest.mark.timeout(3600)  # short mode takes well under a minute; --long, about 20 minutes of CPU
 def test_every_seed_keeps_one_decision_per_bet(long_mode: bool) -> None:
     if long_mode:
         figures = campaign(range(0, SHORT_SEEDS), min_deliveries=LONG_DELIVERIES, workers=2)
