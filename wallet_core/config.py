@@ -11,11 +11,18 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, InstanceOf, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from wallet_core.currencies import parse_overrides
+from sqlalchemy.engine import URL
+
 from wallet_core.storage.engine import normalize_url
+
+# The database URL is parsed here, once, into SQLAlchemy's URL with its driver (normalize_url):
+# everything after (the engine, the migrations) receives this URL or the engine, never the text.
+# NoDecode: WALLET_DATABASE_URL is the URL itself, not JSON.
+DatabaseURL = Annotated[InstanceOf[URL], NoDecode, BeforeValidator(normalize_url)]
 
 
 class Settings(BaseSettings):
@@ -23,7 +30,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    database_url: str = "sqlite:///wallet.db"
+    database_url: DatabaseURL = Field(default="sqlite:///wallet.db", validate_default=True)
     data_dir: Path = Path(".wallet")
     grpc_addr: str = "127.0.0.1:50051"
     grpc_tokens: str = Field(default="", repr=False)
@@ -108,12 +115,6 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError(f"unknown log level {value!r}")
         return value.upper()
-
-    @field_validator("database_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        normalize_url(value)  # raises on a URL SQLAlchemy cannot parse
-        return value
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
