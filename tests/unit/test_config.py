@@ -83,3 +83,15 @@ def test_every_postgresql_scheme_is_read_as_psycopg_3(url: str) -> None:
 def test_other_databases_are_refused_with_what_to_use(url: str) -> None:
     with pytest.raises(ValidationError, match="postgresql://"):
         load_settings(database_url=url)
+
+
+def test_settings_are_built_once_so_an_option_replaces_a_bad_variable(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the file, the environment and the options are merged first, then validated once: a value
+    # that an option replaces is never looked at (it used to be, in a first build from the environment)
+    monkeypatch.setenv("WALLET_GRPC_ADDR", "no-port")
+    monkeypatch.setenv("WALLET_LOG_LEVEL", "debug")
+    config = tmp_path / "wallet.toml"
+    config.write_text('grpc_addr = "127.0.0.1:7000"\nlog_level = "error"\nclawback = "debug"\n')
+    settings = load_settings(config, grpc_addr="127.0.0.1:7001", clawback="refuse")
+    assert (settings.grpc_addr, settings.log_level, settings.clawback) == ("127.0.0.1:7001", "DEBUG", "refuse")
