@@ -28,7 +28,8 @@ from typing import Any
 import click
 
 from clients.betflex_ids import stake_id as betflex_stake_id
-from wallet_cli.cli import F, _account, _amount, _emit, _run, account_options, cli, client_options, id_option, reason_option
+from wallet_cli.cli import (F, _account, _amount, _emit, _run, account_options, cli, client_options, id_option,
+                            reason_option)
 from wallet_cli.errors import CommandError, Exit
 
 SYSTEM_KINDS = ("in_play", "house", "cashier", "receivable")
