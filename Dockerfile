@@ -10,6 +10,7 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['otel']))" > requ
 COPY setup.py README.md ./
 COPY protos ./protos
 COPY wallet_core ./wallet_core
+COPY wallet_cli ./wallet_cli
 COPY edge_http ./edge_http
 COPY clients ./clients
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/app .

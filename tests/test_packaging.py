@@ -78,7 +78,7 @@ def test_the_protobuf_lower_bound_runs_the_generated_code() -> None:
 def test_the_distribution_name_is_our_own_and_the_command_is_wallet() -> None:
     project = PYPROJECT["project"]
     assert project["name"] == "betflex-wallet-ledger"  # "wallet" on PyPI is somebody else's
-    assert project["scripts"] == {"wallet": "wallet_core.cli:main"}
+    assert project["scripts"] == {"wallet": "wallet_cli.cli:main"}
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,6 @@ def test_the_wheel_ships_the_proto_beside_the_generated_code(wheel: zipfile.ZipF
 def test_the_wheel_installs_only_our_own_top_level_names(wheel: zipfile.ZipFile) -> None:
     top = {name.split("/", 1)[0] for name in wheel.namelist() if not name.split("/", 1)[0].endswith(".dist-info")}
     # DESIGN §7's layout; the benchmark lives in wallet_bench, not in PyPI's "bench"
-    assert top == {"wallet_core", "edge_http", "clients", "wallet_bench"}
+    assert top == {"wallet_core", "wallet_cli", "edge_http", "clients", "wallet_bench"}
     metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     assert "Name: betflex-wallet-ledger" in wheel.read(metadata).decode().splitlines()

@@ -1,6 +1,6 @@
 """The core and the edge as separate processes on 127.0.0.1, and what they cost (CPU, peak RSS).
 
-They run as `python -m wallet_core.cli core|edge`, configured by WALLET_* variables like a
+They run as `python -m wallet_cli core|edge`, configured by WALLET_* variables like a
 deployment, so their CPU and memory are measured apart from the load generator's, and py-spy
 can attach to them by pid.
 """
@@ -105,7 +105,7 @@ def _spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> tu
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "wallet_core.cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "wallet_cli", *args], env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return process, log_path

@@ -8,14 +8,25 @@ from __future__ import annotations
 
 import json
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BeforeValidator, Field, InstanceOf, field_validator, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from wallet_core.currencies import parse_overrides
+from sqlalchemy.engine import URL
+
 from wallet_core.storage.engine import normalize_url
+
+# The database URL is parsed here, once, into SQLAlchemy's URL with its driver (normalize_url):
+# everything after (the engine, the migrations) receives this URL or the engine, never the text.
+# NoDecode: WALLET_DATABASE_URL is the URL itself, not JSON.
+DatabaseURL = Annotated[InstanceOf[URL], NoDecode, BeforeValidator(normalize_url)]
+
+# the TOML file's values while load_settings builds the Settings: the weakest source but the defaults
+_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar("wallet_settings_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -23,7 +34,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WALLET_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    database_url: str = "sqlite:///wallet.db"
+    database_url: DatabaseURL = Field(default="sqlite:///wallet.db", validate_default=True)
     data_dir: Path = Path(".wallet")
     grpc_addr: str = "127.0.0.1:50051"
     grpc_tokens: str = Field(default="", repr=False)
@@ -54,8 +65,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # explicit arguments (the command line) > environment > TOML file (passed as init defaults)
-        return init_settings, env_settings
+        # explicit arguments (the command line) > environment > TOML file (load_settings) > defaults
+        return init_settings, env_settings, InitSettingsSource(settings_cls, _FILE_VALUES.get() or {})
 
     @field_validator("currencies", mode="before")
     @classmethod
@@ -109,12 +120,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {value!r}")
         return value.upper()
 
-    @field_validator("database_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        normalize_url(value)  # raises on a URL SQLAlchemy cannot parse
-        return value
-
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
@@ -140,11 +145,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     `overrides` that are None are ignored, so command-line options can be passed as they are.
     """
-    values = read_toml(config_file) if config_file is not None else {}
-    env = Settings()  # defaults + environment; the fields the environment set win over the file
-    values.update({name: getattr(env, name) for name in env.model_fields_set})
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)
+    file_values = _FILE_VALUES.set(read_toml(config_file) if config_file is not None else None)
+    try:  # built once: every source is merged before a single validation
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        _FILE_VALUES.reset(file_values)
 
 
 def parse_clawback(text: str) -> dict[str, Any]:

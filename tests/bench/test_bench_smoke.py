@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.db import postgres_server_url
-from wallet_core.cli import cli
+from wallet_cli.cli import cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

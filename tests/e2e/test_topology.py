@@ -29,7 +29,7 @@ from tests.support.betflex import example
 from tests.support.compose import SERVICES, WALLET_SERVICES, command, environment, run_service
 from tests.support.db import postgres_or_skip
 from tests.support.stack import ROOT, free_port, wait_until, wallet_command
-from wallet_core.cli import cli
+from wallet_cli.cli import cli
 from wallet_core.config import Settings
 
 CLI_VARIABLES = {"WALLET_TOKEN", "WALLET_CORE_ADDR", "WALLET_CONFIG"}  # read by the operator commands

@@ -24,7 +24,7 @@ from clients.errors import InvalidAmount
 from tests.support.db import PostgresDatabase, dump, postgres_or_skip
 from tests.support.servers import TOKENS, running_core
 from wallet_core.book import Book
-from wallet_core.cli import cli
+from wallet_cli.cli import cli
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.domain import AccountKey
 from wallet_core.money import MAX_MINOR

@@ -82,7 +82,7 @@ def running_edge(
 
 def wallet_command() -> list[str]:
     """The installed `wallet` command of this interpreter's environment."""
-    return [sys.executable, "-m", "wallet_core.cli"]
+    return [sys.executable, "-m", "wallet_cli"]
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

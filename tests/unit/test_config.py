@@ -21,7 +21,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     settings = load_settings()
-    assert (settings.database_url, settings.grpc_addr, settings.grpc_tokens) == (
+    assert (str(settings.database_url), settings.grpc_addr, settings.grpc_tokens) == (
         "sqlite:///wallet.db", "127.0.0.1:50051", "")
     assert settings.group_commit and not settings.insecure_no_auth
 
@@ -30,11 +30,11 @@ def test_file_then_environment_then_command_line(tmp_path: Path, monkeypatch: py
     config = tmp_path / "wallet.toml"
     config.write_text('database_url = "sqlite:///from-file.db"\ngrpc_addr = "127.0.0.1:7000"\nlog_level = "debug"\n'
                       'currencies = {FUN = 2}\n')
-    assert load_settings(config).database_url == "sqlite:///from-file.db"
+    assert str(load_settings(config).database_url) == "sqlite:///from-file.db"
     monkeypatch.setenv("WALLET_DATABASE_URL", "sqlite:///from-env.db")
     monkeypatch.setenv("WALLET_CURRENCIES", "FUN=3,BTC=8")
     settings = load_settings(config, grpc_addr="127.0.0.1:9000", database_url=None)
-    assert settings.database_url == "sqlite:///from-env.db"  # the environment beats the file
+    assert str(settings.database_url) == "sqlite:///from-env.db"  # the environment beats the file
     assert settings.grpc_addr == "127.0.0.1:9000"  # the command line beats both; None means "not given"
     assert settings.log_level == "DEBUG" and settings.currencies == {"FUN": 3, "BTC": 8}
 
@@ -74,11 +74,24 @@ def test_tokens_are_never_in_the_settings_repr() -> None:
 def test_every_postgresql_scheme_is_read_as_psycopg_3(url: str) -> None:
     from wallet_core.storage.engine import normalize_url
 
-    assert load_settings(database_url=url).database_url == url
-    assert normalize_url(url).drivername == "postgresql+psycopg"
+    # parsed once, in the settings: what the engine and the migrations receive
+    assert load_settings(database_url=url).database_url == normalize_url(url)
+    assert load_settings(database_url=url).database_url.drivername == "postgresql+psycopg"
 
 
 @pytest.mark.parametrize("url", ["mysql://u@h/db", "not a url"])
 def test_other_databases_are_refused_with_what_to_use(url: str) -> None:
     with pytest.raises(ValidationError, match="postgresql://"):
         load_settings(database_url=url)
+
+
+def test_settings_are_built_once_so_an_option_replaces_a_bad_variable(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # the file, the environment and the options are merged first, then validated once: a value
+    # that an option replaces is never looked at (it used to be, in a first build from the environment)
+    monkeypatch.setenv("WALLET_GRPC_ADDR", "no-port")
+    monkeypatch.setenv("WALLET_LOG_LEVEL", "debug")
+    config = tmp_path / "wallet.toml"
+    config.write_text('grpc_addr = "127.0.0.1:7000"\nlog_level = "error"\nclawback = "debug"\n')
+    settings = load_settings(config, grpc_addr="127.0.0.1:7001", clawback="refuse")
+    assert (settings.grpc_addr, settings.log_level, settings.clawback) == ("127.0.0.1:7001", "DEBUG", "refuse")

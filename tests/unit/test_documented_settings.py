@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edge_http.config import EdgeSettings
-from wallet_core.cli import cli
+from wallet_cli.cli import cli
 from wallet_core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,7 @@
-"""Alembic environment: the metadata is wallet_core.storage.schema; the URL comes from the caller."""
+"""Alembic environment: the metadata is wallet_core.storage.schema; the database is the caller's
+engine (wallet_core.storage.migrate puts it in `config.attributes`), or, for `alembic` run by
+hand, the URL of alembic.ini.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1)
+    given = config.attributes.get("engine")
+    engine = given if given is not None else make_engine(config.get_main_option("sqlalchemy.url") or "", pool_size=1)
     try:
         with engine.connect() as connection:
             sqlite = connection.dialect.name == "sqlite"
@@ -27,15 +31,20 @@ def run_migrations_online() -> None:
                 # batch mode rebuilds tables (drop, rename): foreign keys must be off, which SQLite
                 # only allows outside a transaction; they are checked once the migration is done
                 connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
-            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-            with context.begin_transaction():
-                context.run_migrations()
-                if sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
-                    if broken:
-                        raise RuntimeError(f"the migration broke foreign keys: {broken[:10]}")
+            try:
+                context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+                with context.begin_transaction():
+                    context.run_migrations()
+                    if sqlite:
+                        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise RuntimeError(f"the migration broke foreign keys: {broken[:10]}")
+            finally:
+                if sqlite:  # never give the caller's pool a connection with foreign keys off
+                    connection.invalidate()
     finally:
-        engine.dispose()
+        if given is None:
+            engine.dispose()
 
 
 if context.is_offline_mode():

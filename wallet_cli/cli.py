@@ -6,15 +6,16 @@
     wallet deposit|withdraw|balance|history|open|block|unblock
                                  operator commands, over gRPC with WALLET_TOKEN / --token
     wallet tx|cancel|settle|resettle|unsettle|adjust|settlements|stakes|system-balances|audit|clients
-                                 the operator's support desk (wallet_core/cli_operator.py)
+                                 the operator's support desk (wallet_cli/operator.py)
     wallet reconcile             check every ledger invariant in the database
+
+Commands only: what they build (settings, engine, ledger, core, edge) comes from wallet_cli.bootstrap.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
 import secrets
 import socket
@@ -26,7 +27,8 @@ from typing import Any, TypeVar
 
 import click
 
-from wallet_core.cli_errors import CommandError, Exit, from_client_error, from_exception, invalid_settings, report
+from wallet_cli import bootstrap
+from wallet_cli.errors import CommandError, Exit, from_client_error, from_exception, report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,22 +40,6 @@ def _configure_logging(level: str, fmt: str = "plain") -> None:
     from wallet_core.logs import configure_logging
 
     configure_logging(level, fmt)
-
-
-def _settings(config: Path | None, **overrides: Any) -> Any:
-    from pydantic import ValidationError
-
-    from wallet_core.config import load_settings
-
-    if config is not None and not config.is_file():
-        raise CommandError(f"settings file {config} not found (given by --config or WALLET_CONFIG)",
-                           reason="CONFIG_NOT_FOUND")
-    try:
-        return load_settings(config, **overrides)
-    except ValidationError as exc:
-        raise invalid_settings(exc) from None
-    except (ValueError, OSError) as exc:
-        raise CommandError(f"settings: {exc}", reason="INVALID_SETTINGS") from None
 
 
 def _check_listen(addr: str, where: str) -> None:
@@ -114,34 +100,12 @@ db_option = click.option("--db", "db", metavar="URL", help="Database URL [defaul
 
 
 @click.group(cls=WalletGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="wallet")
+@click.version_option(package_name="betflex-wallet-ledger", prog_name="wallet")
 def cli() -> None:
     """Wallet: an exact double-entry money ledger behind gRPC, with the betflex HTTP edge."""
 
 
 # ---------------------------------------------------------------- services
-
-
-def _build_ledger(settings: Any, *, create: bool = True) -> Any:
-    from wallet_core.currencies import CurrencyRegistry
-    from wallet_core.service import Ledger
-    from wallet_core.storage.engine import make_engine
-    from wallet_core.storage.migrate import check_schema
-
-    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size, create=create)
-    ledger = Ledger(
-        engine, CurrencyRegistry(settings.currencies), group_commit=settings.group_commit,
-        max_batch=settings.group_commit_max_batch, max_wait=settings.group_commit_max_wait,
-        clawback=settings.clawback_policies(),
-    )
-    try:  # refuse to start on an old schema, or with a currency scale the ledger does not keep
-        check_schema(engine)
-        ledger.check_currencies()
-    except RuntimeError as exc:
-        ledger.close()
-        engine.dispose()
-        raise CommandError(str(exc), reason="REFUSED_TO_START") from None
-    return ledger
 
 
 def _dev_token(data_dir: Path) -> tuple[str, bool]:
@@ -177,29 +141,20 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
     WALLET_CORE_TOKEN when it is set (the core must grant it in WALLET_GRPC_TOKENS), else with a
     token generated at each start, kept in memory only, for exactly the clients of the edge's tokens.
     """
-    from pydantic import ValidationError
-
     from clients.tokens import find_grant, parse_token_spec, spec
     from edge_http.app import describe_tokens
-    from edge_http.app import run as run_edge
     from edge_http.auth import TokenVerifier
-    from edge_http.config import EdgeSettings
-    from wallet_core import tracing
-    from wallet_core.grpc_api.server import create_server, serve_metrics
-    from wallet_core.storage.migrate import upgrade
+    from wallet_core.grpc_api.server import serve_metrics
 
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr)
-    try:
-        edge = EdgeSettings(**({"http_addr": http_addr} if http_addr else {}))
-    except ValidationError as exc:
-        raise click.UsageError(f"configuration: {exc}") from None
+    settings = bootstrap.core_settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr)
+    edge = bootstrap.edge_settings(http_addr=http_addr)
     _configure_logging(settings.log_level, settings.log_format)
-    tracer = tracing.start("wallet")
+    tracer = bootstrap.start_tracing("wallet")
     clients = sorted({c.strip() for c in dev_clients.split(",") if c.strip()})
     if not clients or any(";" in c or "=" in c for c in clients):
         raise click.UsageError("--clients / WALLET_SERVE_CLIENTS: expected client names separated by ',' (or '*')")
     _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
-    _check_listen(http_addr or EdgeSettings().http_addr, "--http or WALLET_HTTP_ADDR")
+    _check_listen(edge.http_addr, "--http or WALLET_HTTP_ADDR")
     token, new = _dev_token(settings.data_dir)
     grants = [spec(token, clients)]  # the generated access token: the operator's, and betflex's by default
     if not edge.edge_tokens and not edge.insecure_no_auth:
@@ -225,8 +180,9 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
     grpc_tokens = ";".join(filter(None, [settings.grpc_tokens, *grants]))
     parse_token_spec(grpc_tokens)  # the generated entries are well-formed: the configured part was checked
     settings = settings.model_copy(update={"grpc_tokens": grpc_tokens})
-    upgrade(settings.database_url)
-    server, port = create_server(settings, _build_ledger(settings), tracer_provider=tracer)
+    engine = bootstrap.open_database(settings)  # one engine: the migrations, then the ledger
+    bootstrap.migrate(engine)
+    server, port = bootstrap.build_core(settings, bootstrap.build_ledger(settings, engine), tracer_provider=tracer)
     server.start()
     serve_metrics(settings, server)
     edge = edge.model_copy(update={"core_addr": f"127.0.0.1:{port}"})
@@ -264,7 +220,7 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
     ]
     click.echo("\n".join(lines), err=True)
     try:
-        run_edge(edge)
+        bootstrap.run_edge(edge)
     finally:
         server.stop(grace=5).wait()
 
@@ -279,19 +235,12 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
 def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config: Path | None, migrate: bool,
          insecure_no_auth: bool) -> None:
     """Run the gRPC wallet core."""
-    from wallet_core import tracing
-    from wallet_core.grpc_api.server import serve_forever
-    from wallet_core.storage.migrate import upgrade
-
-    settings = _settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr,
-                         insecure_no_auth=insecure_no_auth or None)
+    settings = bootstrap.core_settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr,
+                                       insecure_no_auth=insecure_no_auth or None)
     _configure_logging(settings.log_level, settings.log_format)
     _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
-    tracer = tracing.start()
-    if migrate:
-        upgrade(settings.database_url)
-    # without --migrate a missing database is not made empty; an old schema is refused (_build_ledger)
-    serve_forever(settings, _build_ledger(settings, create=migrate), tracer_provider=tracer)
+    # without --migrate a missing database is not made empty; an old schema is refused
+    bootstrap.run_core(settings, migrate_first=migrate)
 
 
 @cli.command()
@@ -300,19 +249,11 @@ def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config
 @click.option("--insecure-no-auth", is_flag=True, help="Accept callbacks without a token (local trials only).")
 def edge(http_addr: str | None, core_addr: str | None, insecure_no_auth: bool) -> None:
     """Run the betflex HTTP edge alone, against WALLET_CORE_ADDR with WALLET_CORE_TOKEN."""
-    from pydantic import ValidationError
-
-    from edge_http.app import run as run_edge
-    from edge_http.config import EdgeSettings
-
-    overrides = {"http_addr": http_addr, "core_addr": core_addr, "insecure_no_auth": insecure_no_auth or None}
-    try:
-        settings = EdgeSettings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        raise invalid_settings(exc) from None
+    settings = bootstrap.edge_settings(http_addr=http_addr, core_addr=core_addr,
+                                       insecure_no_auth=insecure_no_auth or None)
     _configure_logging(settings.log_level, settings.log_format)
     _check_listen(settings.http_addr, "--http or WALLET_HTTP_ADDR")
-    run_edge(settings)  # no edge token: EdgeConfigError, reported as one line naming WALLET_EDGE_TOKENS
+    bootstrap.run_edge(settings)  # no edge token: EdgeConfigError, reported as one line naming WALLET_EDGE_TOKENS
 
 
 @cli.group()
@@ -325,14 +266,15 @@ def db() -> None:
 @config_option
 def db_upgrade(db: str | None, config: Path | None) -> None:
     """Apply every pending migration (the only way the schema changes)."""
-    from wallet_core.storage.migrate import current_revision, upgrade
-    from wallet_core.storage.engine import make_engine
+    from wallet_core.storage.migrate import current_revision
 
-    settings = _settings(config, database_url=db)
-    upgrade(settings.database_url)
-    engine = make_engine(settings.database_url, pool_size=1)
-    click.echo(f"database at revision {current_revision(engine)}")
-    engine.dispose()
+    settings = bootstrap.core_settings(config, database_url=db)
+    engine = bootstrap.open_database(settings, pool_size=1)
+    try:
+        bootstrap.migrate(engine)
+        click.echo(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
 
 
 @db.command("current")
@@ -340,11 +282,10 @@ def db_upgrade(db: str | None, config: Path | None) -> None:
 @config_option
 def db_current(db: str | None, config: Path | None) -> None:
     """Show the database's schema revision and the one this version needs; exit 1 if they differ."""
-    from wallet_core.storage.engine import make_engine
     from wallet_core.storage.migrate import current_revision, head_revision
 
-    settings = _settings(config, database_url=db)
-    engine = make_engine(settings.database_url, pool_size=1, create=False)
+    settings = bootstrap.core_settings(config, database_url=db)
+    engine = bootstrap.open_database(settings, pool_size=1, create=False)
     try:
         current, head = current_revision(engine), head_revision()
     finally:
@@ -360,11 +301,10 @@ def db_current(db: str | None, config: Path | None) -> None:
 def reconcile(db: str | None, config: Path | None) -> None:
     """Check every ledger invariant; exit 1 on any violation. Never creates a database."""
     from wallet_core.reconcile import reconcile as run
-    from wallet_core.storage.engine import make_engine
     from wallet_core.storage.migrate import current_revision, head_revision
 
-    settings = _settings(config, database_url=db)
-    engine = make_engine(settings.database_url, pool_size=1, create=False)
+    settings = bootstrap.core_settings(config, database_url=db)
+    engine = bootstrap.open_database(settings, pool_size=1, create=False)
     try:
         current, head = current_revision(engine), head_revision()
         if current is None:
@@ -662,14 +602,14 @@ cli.command("unblock", help="Unblock a wallet.")(account_options(client_options(
 
 
 # the operator's support desk: tx, cancel, settle, resettle, unsettle, adjust, settlements, stakes, ...
-from wallet_core import cli_operator  # noqa: E402,F401  (registers its commands on `cli`; imports the helpers above)
+from wallet_cli import operator  # noqa: E402,F401  (registers its commands on `cli`; imports the helpers above)
 
 
 def main() -> None:
     cli.main(prog_name="wallet")
 
 
-if __name__ == "__main__":  # `python -m wallet_core.cli`: run the importable module's group, which
-    from wallet_core.cli import main as _main  # wallet_core/cli_operator.py's commands are registered on
+if __name__ == "__main__":  # `python -m wallet_cli.cli`: run the importable module's group, which
+    from wallet_cli.cli import main as _main  # wallet_cli/operator.py's commands are registered on
 
     _main()

@@ -13,7 +13,7 @@
 
 Every command that moves money sends `--reason` to the core, which records it in the audit
 trail in the same database transaction as the money (docs/operations.md). Registered on the
-`wallet` group by wallet_core/cli.py.
+`wallet` group by wallet_cli/cli.py.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Any
 import click
 
 from clients.betflex_ids import stake_id as betflex_stake_id
-from wallet_core.cli import F, _account, _amount, _emit, _run, account_options, cli, client_options, id_option, reason_option
-from wallet_core.cli_errors import CommandError, Exit
+from wallet_cli.cli import (F, _account, _amount, _emit, _run, account_options, cli, client_options, id_option,
+                            reason_option)
+from wallet_cli.errors import CommandError, Exit
 
 SYSTEM_KINDS = ("in_play", "house", "cashier", "receivable")
 SETTLEMENTS_PAGE = 100  # failures per ListSettlementFailures call; `--limit` follows as many pages as it needs
