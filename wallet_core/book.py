@@ -124,10 +124,13 @@ class CorrectionCall:
     audit: AuditNote | None = None
 
 
-Call = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall | SettleCall
+# one call, one outcome (SettleCall, a batch of payouts, answers one outcome per payout)
+SingleCall = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall
+Call = SingleCall | SettleCall
 SettleOutcome = CreditResult | errors.WalletError
 Outcome = (
-    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome] | errors.WalletError
+    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome]
+    | errors.WalletError
 )
 
 
@@ -237,7 +240,7 @@ class Book:
             self.audit.append(audit_row(self.now, call, note, outcome))
         return outcome
 
-    def _apply(self, call: Call) -> Outcome:
+    def _apply(self, call: SingleCall) -> Outcome:
         try:
             if isinstance(call, DebitCall):
                 return self.debit(call)
@@ -274,7 +277,7 @@ class Book:
             [(self.wallets[item.account], postings(item.purpose, minor)) for item, _, minor in call.items]
         )
         if refusal is not None:
-            for (item, _, minor), h in zip(call.items, call.hashes):
+            for (item, _, minor), h in zip(call.items, call.hashes, strict=True):
                 wallet = self.wallets.get(item.account)
                 self._add_tx(Tx(
                     client=client, transaction_id=item.transaction_id, purpose=item.purpose,
@@ -286,7 +289,7 @@ class Book:
             raise refusal
 
         views = []
-        for (item, currency, minor), h in zip(call.items, call.hashes):
+        for (item, _, minor), h in zip(call.items, call.hashes, strict=True):
             wallet = self.wallets[item.account]
             wallet.balance -= minor
             tx = self._add_tx(Tx(
@@ -303,7 +306,8 @@ class Book:
 
     def _replay_debit(self, ids: list[str], hashes: list[str], existing: dict[str, Tx]) -> DebitResult:
         same = len(existing) == len(ids) and all(
-            existing[i].request_hash == h and existing[i].status != TxStatus.TOMBSTONE for i, h in zip(ids, hashes)
+            existing[i].request_hash == h and existing[i].status != TxStatus.TOMBSTONE
+            for i, h in zip(ids, hashes, strict=True)
         )
         if same:
             first = existing[ids[0]]
@@ -596,7 +600,8 @@ class Book:
                 transaction_id=call.transaction_id,
             )
         if stake_tx is not None and stake_tx.status == TxStatus.TOMBSTONE:
-            raise errors.StakeCancelled(f"stake {call.stake_id!r} was cancelled before it was placed", stake=call.stake_id)
+            raise errors.StakeCancelled(
+                f"stake {call.stake_id!r} was cancelled before it was placed", stake=call.stake_id)
         if stake_tx is None or stake_tx.stake is None or currency is None:
             raise errors.StakeNotFound(f"no stake with transaction id {call.stake_id!r}", stake=call.stake_id)
         stake = stake_tx.stake
@@ -678,7 +683,7 @@ class Book:
             self.txs[(tx.client, tx.transaction_id)] = tx
         return tx
 
-    def _post(self, tx: Tx, wallet: Wallet, legs: list) -> None:
+    def _post(self, tx: Tx, wallet: Wallet, legs: list[Posting]) -> None:
         system = self.system_accounts(wallet.key.client, wallet.key.currency)
         for leg in legs:
             if leg.amount == 0:
@@ -744,12 +749,13 @@ class AuditRow:
                 "reason": self.reason[:512], "outcome": self.outcome[:32]}
 
 
-def audit_row(now: datetime, call: Call, note: AuditNote, outcome: Outcome) -> AuditRow:
+def audit_row(now: datetime, call: SingleCall, note: AuditNote, outcome: Outcome) -> AuditRow:
     target = ""
     if isinstance(call, DebitCall):
         client, tid = call.client, ",".join(item.transaction_id for item, _, _ in call.items)
     elif isinstance(call, CreditCall):
-        client, tid, target = call.command.account.client, call.command.transaction_id, call.command.settles_transaction_id
+        command = call.command
+        client, tid, target = command.account.client, command.transaction_id, command.settles_transaction_id
         if not target:
             target = f"{call.command.account.user_id}/{call.command.account.currency}"
     elif isinstance(call, CorrectionCall):
