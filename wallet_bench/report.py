@@ -70,7 +70,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax_tp.plot(x, [p["throughput"] for p in points], marker=marker, color=color, label=labels[scenario])
         base = [(p["concurrency"], p["baseline"]["tps"]) for p in points if p["baseline"]]
         if base:
-            ax_tp.plot(*zip(*base), marker=marker, color=color, linestyle="--", alpha=0.6,
+            ax_tp.plot(*zip(*base, strict=True), marker=marker, color=color, linestyle="--", alpha=0.6,
                        label=f"{scenario} pgbench baseline")
         ax_p99.plot(x, [p["latency_ms"]["p99"] or 0 for p in points], marker=marker, color=color,
                     label=labels[scenario])

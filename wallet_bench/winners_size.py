@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
+from clients import AccountRef, DebitItem, Purpose, WalletClient
 from wallet_bench import database
 from wallet_bench.services import running_stack
-from clients import AccountRef, DebitItem, Purpose, WalletClient
 
 USERS = 40
 POOL_SIZE = 10

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from clients import AccountRef, StakeState, WalletClient
-from tests.support.betflex import bet, bets, example
 from tests.e2e.conftest import ALICE, BOB
+from tests.support.betflex import bet, bets, example
 from tests.support.db import dump
 from tests.support.servers import Core
 

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from clients import Purpose, StakeState, WalletClient
-from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE
+from tests.support.betflex import bet, bets, example, winner, winners
 from tests.support.db import dump
 from tests.support.servers import Core
 from tests.support.stack import free_port, running_edge, wait_until

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import AccountRef, AccountStatus, DebitItem, Purpose, WalletClient
-from clients.errors import InsufficientFunds
+from clients import AccountStatus, DebitItem, Purpose, WalletClient
+from clients.errors import InsufficientFunds, StakeNotFound, Unauthenticated
 from edge_http.betflex import stake_id
 from tests.e2e.conftest import ALICE
 from tests.support.betflex import example
@@ -81,7 +81,7 @@ def test_the_core_logs_one_json_line_per_rpc_and_never_the_token(tmp_path: Path)
             with pytest.raises(InsufficientFunds):
                 wallet.debit([DebitItem("stake-1", ALICE, "50.00", Purpose.STAKE)])
         with WalletClient(target, token="not-the-token") as intruder:
-            with pytest.raises(Exception):
+            with pytest.raises(Unauthenticated):
                 intruder.get_balance(ALICE)
     text = log.read_text()
     assert CORE_TOKEN not in text and "not-the-token" not in text
@@ -134,7 +134,7 @@ def test_a_refused_payout_counts_as_a_settlement_failure(tmp_path: Path) -> None
     with core_process(tmp_path) as (target, url, _):
         with WalletClient(target, token=CORE_TOKEN) as wallet:
             wallet.open_account(ALICE)
-            with pytest.raises(Exception):
+            with pytest.raises(StakeNotFound):
                 wallet.payout("payout-1", ALICE, "5.00", "no-such-stake")
         found = samples(httpx.get(url).text)
     assert found[("wallet_settlement_failures_total", frozenset())] == 1

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
-import grpc
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 

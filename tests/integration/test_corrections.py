@@ -85,7 +85,8 @@ def test_refuse_policy_keeps_the_refusal_for_operators(core: Core, settled: Wall
     assert {k: v for k, v in after.items() if k not in ("settlement_failures", "audit_log")} == \
         {k: v for k, v in before.items() if k not in ("settlement_failures", "audit_log")}
     queue = settled.list_settlement_failures("fanteam").failures
-    assert [(f.transaction_id, f.settles_transaction_id, f.reason) for f in queue] == [("u1", "b1", "INSUFFICIENT_FUNDS")]
+    assert [(f.transaction_id, f.settles_transaction_id, f.reason) for f in queue] == [
+        ("u1", "b1", "INSUFFICIENT_FUNDS")]
     resolved = ops.resolve_settlement_failure("fanteam", "u1", Resolution.DISMISSED, "player banned; written off")
     assert resolved.resolution == Resolution.DISMISSED and resolved.resolved_by == "ops-desk"
     assert settled.list_settlement_failures("fanteam").failures == ()

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -245,4 +244,4 @@ def test_core_agrees_with_the_model(core: Core, long_mode: bool) -> None:
     before = dict(STATS)
     model_check(core, examples=150 if long_mode else 8, steps=60 if long_mode else 25)
     if long_mode:
-        print(f"\nmodel check: " + ", ".join(f"{k} {STATS[k] - before[k]}" for k in STATS))
+        print("\nmodel check: " + ", ".join(f"{k} {STATS[k] - before[k]}" for k in STATS))

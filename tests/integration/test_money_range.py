@@ -174,7 +174,8 @@ def _write_deposits(engine: Engine, amounts: list[int], cashier_balance: int | f
                 " amount, balance_after, reference, request_hash, created_at) VALUES ('fanteam', :tid, 'deposit',"
                 " 'applied', :user, :uid, 'ETH', :amount, :amount, '', 'h', :now) RETURNING id"),
                 {"tid": f"d{n}", "user": user, "uid": str(n), "amount": amount, "now": now}).scalar_one()
-            conn.execute(text("INSERT INTO entries (transaction_pk, account_id, amount) VALUES (:tx, :c, :neg), (:tx, :u, :pos)"),
+            conn.execute(text("INSERT INTO entries (transaction_pk, account_id, amount)"
+                              " VALUES (:tx, :c, :neg), (:tx, :u, :pos)"),
                          {"tx": tx, "c": cashier, "u": user, "neg": -amount, "pos": amount})
 
 
@@ -205,7 +206,8 @@ def test_the_migration_keeps_a_populated_ledger_and_refuses_a_damaged_one(old_db
         upgrade(old_db_url)
         assert reconcile(engine).ok
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT sum(balance) FROM accounts WHERE kind = 'user'")).scalar_one() == 3 * 10**17
+            users = conn.execute(text("SELECT sum(balance) FROM accounts WHERE kind = 'user'")).scalar_one()
+            assert users == 3 * 10**17
     finally:
         engine.dispose()
 
@@ -214,7 +216,7 @@ def test_the_migration_names_the_damage_instead_of_half_applying(old_db_url: str
     engine = make_engine(old_db_url, pool_size=1)
     try:
         _write_deposits(engine, [MAX_MINOR, MAX_MINOR], -2 * MAX_MINOR)
-        with pytest.raises((RuntimeError, DBAPIError), match="accounts.balance are outside the storage range"):
+        with pytest.raises((RuntimeError, DBAPIError), match=r"accounts\.balance are outside the storage range"):
             upgrade(old_db_url)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"

@@ -87,8 +87,9 @@ def health(core: Core) -> dict[str, int]:
 
 
 def wait_for_health(core: Core, status: int) -> None:
-    wanted = {name: status for name in SERVICES}
-    wait_until(lambda: health(core) == wanted, 30, f"health did not turn {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
+    wanted = dict.fromkeys(SERVICES, status)
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    wait_until(lambda: health(core) == wanted, 30, f"health did not turn {name}")
 
 
 def assert_unavailable(call: object) -> None:

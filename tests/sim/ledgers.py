@@ -60,7 +60,7 @@ class Fact:
 class MemoryLedger(Ledger):
     """The real Ledger and Book over an in-memory store (no engine, no committer thread)."""
 
-    def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:  # noqa: D107
+    def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:
         # the engine is never used: every call is a batch of one, applied by _run_batch below
         super().__init__(create_engine("sqlite://"), currencies, group_commit=False, clock=clock)
         self.wallets: dict[AccountKey, Wallet] = {}
@@ -79,7 +79,7 @@ class MemoryLedger(Ledger):
         if (key.client, key.currency) not in self.system_ids:
             ids = {kind: self._id() for kind in (AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER)}
             self.system_ids[(key.client, key.currency)] = ids
-            self.system_balances.update({i: 0 for i in ids.values()})
+            self.system_balances.update(dict.fromkeys(ids.values(), 0))
         self.wallets[key] = Wallet(self._id(), key, 0, AccountStatus.ACTIVE, 0)
 
     def _run_batch(self, calls: Sequence[Call]) -> list[Outcome]:
@@ -127,7 +127,8 @@ class MemoryLedger(Ledger):
                 found.append(f"wallet {wallet.key} is overdrawn: {wallet.balance}")
         for account_id, balance in self.system_balances.items():
             if balance != by_account[account_id]:
-                found.append(f"system account {account_id} caches {balance}, its entries sum to {by_account[account_id]}")
+                found.append(
+                    f"system account {account_id} caches {balance}, its entries sum to {by_account[account_id]}")
         open_stakes: dict[tuple[str, str], int] = defaultdict(int)
         closers: dict[int, int] = defaultdict(int)
         for tx in self.rows:
@@ -138,7 +139,8 @@ class MemoryLedger(Ledger):
         for (client, currency), ids in self.system_ids.items():
             in_play = self.system_balances[ids[AccountKind.IN_PLAY]]
             if in_play != open_stakes[(client, currency)]:
-                found.append(f"in_play of {client}/{currency} is {in_play}, open stakes sum to {open_stakes[(client, currency)]}")
+                found.append(f"in_play of {client}/{currency} is {in_play}, "
+                             f"open stakes sum to {open_stakes[(client, currency)]}")
         for tx in self.rows:
             if tx.stake is not None and tx.stake.state != StakeState.OPEN and closers[id(tx)] != 1:
                 found.append(f"stake {tx.transaction_id} is {tx.stake.state} by {closers[id(tx)]} transactions")
@@ -148,7 +150,7 @@ class MemoryLedger(Ledger):
 class SqlLedger(Ledger):
     """The real Ledger on a real database (SQLite in the simulation), one call per batch."""
 
-    def __init__(self, engine: Engine, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:  # noqa: D107
+    def __init__(self, engine: Engine, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:
         super().__init__(engine, currencies, group_commit=False, clock=clock)
 
     def open_wallet(self, key: AccountKey) -> None:

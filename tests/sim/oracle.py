@@ -97,7 +97,8 @@ class Oracle:
                     kind = "402 conflict on a taken bet" if answer.code == "duplicate_bet_conflict" else "402 but taken"
                     found.append(f"[{kind}] {answer}: bet {bet.uid} is taken ({fact})")
                 elif fact is None or not fact.void:
-                    found.append(f"[402 not final] {answer}: bet {bet.uid} is neither refused nor fenced: a later delivery may take it")
+                    found.append(f"[402 not final] {answer}: bet {bet.uid} is neither refused nor fenced: "
+                                 "a later delivery may take it")
         elif answer.status == 409:
             if not any(fact is not None and fact.taken for _, fact in facts):
                 found.append(f"[409 nothing taken] {answer}: no bet of the slip is taken")

@@ -135,7 +135,8 @@ class CoreProcess(_Process):
 
     def serving(self) -> bool:
         if not self.alive():
-            raise ProcessDied(f"the core exited with {self.proc.returncode if self.proc else None}:\n{self.log()[-3000:]}")
+            code = self.proc.returncode if self.proc else None
+            raise ProcessDied(f"the core exited with {code}:\n{self.log()[-3000:]}")
         if self.root_certificates is not None:
             channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(self.root_certificates))
         else:

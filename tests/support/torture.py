@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from clients import AccountRef, CancelOutcome, DebitItem, Purpose, WalletClient
+from clients import AccountRef, DebitItem, Purpose, WalletClient
 from clients.errors import DeadlineExceeded, TransportError, Unavailable, WalletError
 
 CLIENT = "torture"
@@ -126,7 +126,8 @@ def _call(client: WalletClient, op: Op) -> Record:
         result = client.deposit(tid, ref(user), money(amount))
         return Record(op, "ok", balances=[minor_units(result.transaction.balance_after)])
     if kind == "debit":
-        items = [DebitItem(tid, ref(user), money(amount), Purpose[purpose], "torture") for tid, user, amount, purpose in op[1]]
+        items = [DebitItem(tid, ref(user), money(amount), Purpose[purpose], "torture")
+                 for tid, user, amount, purpose in op[1]]
         debit = client.debit(items)
         return Record(op, "ok", balances=[minor_units(t.balance_after) for t in debit.transactions])
     if kind == "payout":

@@ -33,14 +33,15 @@ SYSTEM = {AccountKind.IN_PLAY: 901, AccountKind.HOUSE: 902, AccountKind.CASHIER:
 @pytest.fixture
 def book() -> Book:
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
-    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
+    b.system_balances = dict.fromkeys(SYSTEM.values(), 0)
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     b.wallets[BOB] = Wallet(2, BOB, 0, "active", 0)
     return b
 
 
 def stake(*items: tuple[str, AccountKey, str]) -> DebitCall:
-    parsed = [(DebitItem(tid, key, amount, Purpose.STAKE, "pool:1"), EUR, EUR.parse(amount)) for tid, key, amount in items]
+    parsed = [(DebitItem(tid, key, amount, Purpose.STAKE, "pool:1"), EUR, EUR.parse(amount))
+              for tid, key, amount in items]
     ids = tuple(sorted(t for t, _, _ in items))
     return DebitCall(parsed, [debit_fingerprint(i, m, ids) for i, _, m in parsed])
 

@@ -37,7 +37,7 @@ REFUSE, DEBT = ClawbackPolicy.REFUSE, ClawbackPolicy.DEBT
 def book() -> Book:
     """Alice staked 10.00 of her 100.00 on b1, which was settled with a payout of 50.00: she holds 140.00."""
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
-    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
+    b.system_balances = dict.fromkeys(SYSTEM.values(), 0)
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     item = DebitItem("b1", ALICE, "10.00", Purpose.STAKE)
     assert not isinstance(b.apply(DebitCall([(item, EUR, 1000)], [debit_fingerprint(item, 1000, ("b1",))])),

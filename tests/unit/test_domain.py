@@ -2,7 +2,7 @@
 
 import pytest
 
-from wallet_core.domain import AccountKind, Purpose, credit_fingerprint, CreditCommand, AccountKey, postings
+from wallet_core.domain import AccountKey, AccountKind, CreditCommand, Purpose, credit_fingerprint, postings
 
 USER, IN_PLAY, HOUSE, CASHIER = AccountKind.USER, AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER
 

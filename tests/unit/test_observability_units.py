@@ -83,7 +83,8 @@ def test_call_metadata_is_scoped_and_never_carries_the_token() -> None:
 def test_the_committer_reports_batches_and_runs_a_lone_call_in_its_callers_context() -> None:
     seen: list[tuple[int, float]] = []
     marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="committer")
-    committer: Committer[int, str] = Committer(lambda calls: [marker.get() for _ in calls], on_batch=lambda n, s: seen.append((n, s)))
+    committer: Committer[int, str] = Committer(lambda calls: [marker.get() for _ in calls],
+                                               on_batch=lambda n, s: seen.append((n, s)))
     try:
         marker.set("caller")
         assert committer.submit(1) == "caller"
