@@ -49,7 +49,7 @@ class Job:
 @dataclass
 class WorkerResult:
     worker: int
-    latencies: array  # seconds, one per call
+    latencies: array[float]  # seconds, one per call
     errors: Counter[str]
     cpu_seconds: float
     started: float  # time.time() of the first call
@@ -78,7 +78,7 @@ class _Budget:
 
 async def _run(job: Job, barrier: Any, progress: Any) -> WorkerResult:
     loop = asyncio.get_running_loop()
-    latencies: array = array("d")
+    latencies: array[float] = array("d")
     errors: Counter[str] = Counter()
     placed: list[tuple[str, int]] = []
     call, close = await _make_caller(job, errors, placed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import overload
 
 from wallet_core import errors
 from wallet_core.currencies import Currency, CurrencyRegistry
@@ -230,6 +231,22 @@ class Book:
     audit: list[AuditRow] = field(default_factory=list)
     # (client, currency, reference) -> total of its applied payouts, for the groups of the batch's caps
     group_paid: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    # each call's own result (or its refusal): callers need no cast
+    @overload
+    def apply(self, call: DebitCall) -> DebitResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CreditCall) -> CreditResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CancelCall) -> CancelResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: FenceCall) -> FenceResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CorrectionCall) -> CorrectionResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: SettleCall) -> list[SettleOutcome]: ...
+    @overload
+    def apply(self, call: Call) -> Outcome: ...
 
     def apply(self, call: Call) -> Outcome:
         if isinstance(call, SettleCall):

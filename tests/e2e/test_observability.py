@@ -117,12 +117,12 @@ def test_the_core_serves_prometheus_metrics_on_its_own_port(tmp_path: Path) -> N
     def value(name: str, **labels: str) -> float:
         return found.get((name, frozenset(labels.items())), 0.0)
 
-    wallet = {"grpc_type": "unary", "grpc_service": "wallet.v1.Wallet"}
-    assert value("grpc_server_started_total", **wallet, grpc_method="Credit") == 1
-    assert value("grpc_server_handled_total", **wallet, grpc_method="Credit", grpc_code="OK") == 1
-    assert value("grpc_server_handled_total", **wallet, grpc_method="Debit", grpc_code="FAILED_PRECONDITION") == 1
-    assert value("grpc_server_handling_seconds_count", **wallet, grpc_method="Debit") == 1
-    assert value("grpc_server_handling_seconds_bucket", **wallet, grpc_method="Debit", le="+Inf") == 1
+    unary = {"grpc_type": "unary", "grpc_service": "wallet.v1.Wallet"}
+    assert value("grpc_server_started_total", **unary, grpc_method="Credit") == 1
+    assert value("grpc_server_handled_total", **unary, grpc_method="Credit", grpc_code="OK") == 1
+    assert value("grpc_server_handled_total", **unary, grpc_method="Debit", grpc_code="FAILED_PRECONDITION") == 1
+    assert value("grpc_server_handling_seconds_count", **unary, grpc_method="Debit") == 1
+    assert value("grpc_server_handling_seconds_bucket", **unary, grpc_method="Debit", le="+Inf") == 1
     assert value("wallet_commit_batch_size_count") == 2  # the deposit and the refused debit
     assert value("wallet_commit_seconds_count") == 2
     assert ("wallet_commit_queue_depth", frozenset()) in found

@@ -115,8 +115,10 @@ def pg_url() -> Iterator[str]:
 
 def _health(target: str) -> bool:
     with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares the stub without its methods
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)  # type: ignore[attr-defined]
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @pytest.mark.postgres

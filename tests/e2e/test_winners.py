@@ -102,7 +102,7 @@ def test_a_payout_in_another_currency_is_refused(http: httpx.Client, funded: Wal
 
 def test_a_malformed_winners_body_is_a_400_naming_the_field(http: httpx.Client, funded: WalletClient) -> None:
     body = winners(winner(1, "10.00", "20.00"))
-    body["pools"][0]["bets"][0]["bet"]["payout"] = 20  # type: ignore[index]
+    body["pools"][0]["bets"][0]["bet"]["payout"] = 20
     response = http.post("/winners", json=body)
     assert response.status_code == 400
     assert "payout" in response.json()["message"]

@@ -129,10 +129,11 @@ def test_system_accounts_are_updated_only_if_they_still_have_room(ledger: Ledger
     assert dump(ledger.engine) == before
 
 
-def _deposit(tid: str, key: AccountKey, amount: str):  # type: ignore[no-untyped-def]
+def _deposit(tid: str, key: AccountKey, amount: str):
     from wallet_core.domain import CreditCommand
+    from wallet_core.domain import Purpose as DomainPurpose
 
-    return CreditCommand(tid, key, amount, Purpose.DEPOSIT)
+    return CreditCommand(tid, key, amount, DomainPurpose.DEPOSIT)
 
 
 # ---------------------------------------------------------------- ledgers written before the range rule
@@ -159,10 +160,10 @@ def _write_deposits(engine: Engine, amounts: list[int], cashier_balance: int | f
     now = "2026-01-01 00:00:00+00"
     with engine.begin() as conn:
         def account(kind: str, user: str, balance: int | float) -> int:
-            return conn.execute(text(
+            return int(conn.execute(text(
                 "INSERT INTO accounts (client, kind, user_id, currency, balance, status, created_at) "
                 "VALUES ('fanteam', :kind, :user, 'ETH', :balance, 'active', :now) RETURNING id"),
-                {"kind": kind, "user": user, "balance": balance, "now": now}).scalar_one()
+                {"kind": kind, "user": user, "balance": balance, "now": now}).scalar_one())
 
         account("in_play", "", 0)
         account("house", "", 0)

@@ -229,7 +229,7 @@ def balance(core: Core, user: str = BETTOR) -> str:
         return str(admin.get_balance(ref_fanteam(user)).balance)
 
 
-def ref_fanteam(user: str):  # type: ignore[no-untyped-def]
+def ref_fanteam(user: str):
     from clients import AccountRef
 
     return AccountRef("fanteam", user, "FUN")

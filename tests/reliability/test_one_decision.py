@@ -73,7 +73,11 @@ class Betflex:
     def until_definite(self, body: dict[str, Any], timeout: float = 30) -> int:
         """Deliver again and again, as betflex does after a 503, until the answer is not a 503."""
         statuses: list[int] = []
-        wait_until(lambda: statuses.append(self.post(body)) or statuses[-1] != 503, timeout, "no definite answer")
+        def definite() -> bool:
+            statuses.append(self.post(body))
+            return statuses[-1] != 503
+
+        wait_until(definite, timeout, "no definite answer")
         return statuses[-1]
 
     def check(self, engine: Engine) -> None:

@@ -98,7 +98,7 @@ class Faults:
 
 
 class Aborted(Exception):
-    def __init__(self, status: grpc.Status) -> None:
+    def __init__(self, status: grpc.Status | _Status) -> None:
         super().__init__(status.details)
         self.status = status
 
@@ -109,7 +109,7 @@ class _Context:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {TOKEN}"),)
 
-    def abort_with_status(self, status: grpc.Status) -> None:
+    def abort_with_status(self, status: grpc.Status | _Status) -> None:
         raise Aborted(status)
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
@@ -126,7 +126,7 @@ class _Status:
 class _RpcError(grpc.RpcError):
     """A failed call as the client library sees it."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: grpc.Status | _Status) -> None:
         self._status = status
 
     def code(self) -> grpc.StatusCode:

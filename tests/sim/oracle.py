@@ -59,7 +59,8 @@ class Oracle:
         self.every_step = hasattr(ledger, "rows")  # the in-memory ledger is cheap enough to check after every answer
 
     def fact(self, bet: Bet) -> Fact | None:
-        return self.ledger.fact(CLIENT, stake_id(CLIENT, bet.uid))  # type: ignore[attr-defined]
+        fact: Fact | None = self.ledger.fact(CLIENT, stake_id(CLIENT, bet.uid))  # type: ignore[attr-defined]
+        return fact
 
     def record(self, answer: Answer) -> None:
         self.answers.append(answer)

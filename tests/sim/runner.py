@@ -215,7 +215,8 @@ def shrink(scenario: Scenario, make_ledger: LedgerFactory = memory_ledger, *, le
         for name in ("down", "stalls"):
             for window in list(getattr(scenario.faults, name)):
                 kept = [w for w in getattr(scenario.faults, name) if w is not window]
-                candidate = replace(scenario, faults=replace(scenario.faults, **{name: kept}))
+                change: dict[str, Any] = {name: kept}
+                candidate = replace(scenario, faults=replace(scenario.faults, **change))
                 if tries < budget and attempt(candidate):
                     scenario, changed = candidate, True
         if scenario.faults.rate and tries < budget:
@@ -319,10 +320,11 @@ def campaign(seeds: range, make_ledger: LedgerFactory = memory_ledger, *, legacy
             figures.add(run(generate(seed), make_ledger, legacy=legacy))
             seed += 1
     else:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(workers) as pool:
-            next_seed, running = seeds.start, set()
+            next_seed = seeds.start
+            running: set[Future[Any]] = set()
 
             def more() -> bool:
                 return next_seed < seeds.stop or figures.deliveries < min_deliveries

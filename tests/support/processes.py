@@ -142,7 +142,9 @@ class CoreProcess(_Process):
         else:
             channel = grpc.insecure_channel(self.target)
         with channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            stub = health_pb2_grpc.HealthStub(channel)
+            # types-grpcio-health-checking declares the stub without its methods
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)  # type: ignore[attr-defined]
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def restart(self) -> None:

@@ -37,7 +37,8 @@ def money(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
-def minor_units(value: Decimal | str) -> int:
+def minor_units(value: Decimal | str | None) -> int:
+    assert value is not None, "the core always answers a balance here"
     return int(Decimal(value) * 100)
 
 

@@ -171,7 +171,8 @@ def test_a_fence_tombstones_unknown_ids_reports_the_rest_and_moves_no_money(book
         (FenceOutcome.APPLIED, ""), (FenceOutcome.REFUSED, "INSUFFICIENT_FUNDS"), (FenceOutcome.FENCED, ""),
     ]
     assert len(book.new_entries) == entries and book.wallets[ALICE].balance == balance
-    assert book.txs[("fanteam", "taken")].stake.state == StakeState.OPEN
+    stake_of_taken = book.txs[("fanteam", "taken")].stake
+    assert stake_of_taken is not None and stake_of_taken.state == StakeState.OPEN
     assert isinstance(book.apply(stake(("new", ALICE, "1.00"))), errors.StakeCancelled)
 
 

@@ -35,7 +35,7 @@ def test_zero_payout_keeps_the_stake_in_the_house() -> None:
         (Purpose.CANCEL, {IN_PLAY: -100, USER: 100}),
     ],
 )
-def test_other_movements(purpose: Purpose, expected: dict) -> None:
+def test_other_movements(purpose: Purpose, expected: dict[AccountKind, int]) -> None:
     assert legs(purpose, 100) == expected
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -49,7 +50,7 @@ def test_settings_come_from_wallet_variables(monkeypatch: pytest.MonkeyPatch, tm
         "a=fanteam;b=fanteam,casino", "203.0.113.0/24", "10.0.0.0/8")
     assert settings.edge_max_body_bytes == 2048
     deadlines = (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline)
-    assert deadlines == (5, 0.5, 4)
+    assert deadlines == (5.0, 0.5, 4.0)
     assert settings.insecure_no_auth is True
 
 
@@ -68,7 +69,7 @@ def test_tokens_are_not_in_the_repr() -> None:
         ("edge_core_attempt_timeout", -1), ("edge_fence_deadline", 0),
     ],
 )
-def test_a_bad_value_fails_at_start_up_naming_the_setting(field: str, value: object) -> None:
+def test_a_bad_value_fails_at_start_up_naming_the_setting(field: str, value: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         EdgeSettings(**{field: value})
     assert field in str(caught.value)
