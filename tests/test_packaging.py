@@ -27,7 +27,7 @@ GENERATED = Path(clients.__file__).resolve().parent / "wallet" / "v1"
 
 
 def lower_bounds() -> dict[str, Version]:
-    bounds = {}
+    bounds: dict[str, Version] = {}
     for line in PYPROJECT["project"]["dependencies"]:
         req = Requirement(line)
         lows = [Version(s.version) for s in req.specifier if s.operator in (">=", "==")]
@@ -37,7 +37,7 @@ def lower_bounds() -> dict[str, Version]:
 
 
 def lowest_constraints() -> dict[str, Version]:
-    pins = {}
+    pins: dict[str, Version] = {}
     for line in (ROOT / "constraints-lowest.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:

@@ -68,10 +68,10 @@ def debit_script() -> str:
     """One stake Debit of 1.00 on wallet `random(:lo, :hi)`: what Ledger.debit issues for one item."""
     return "\n".join([
         "\\set n :n + 1",
-        "\\set tid :base + :client_id * %d + :n" % ID_STRIDE,
+        f"\\set tid :base + :client_id * {ID_STRIDE} + :n",
         "\\set uid random(:lo, :hi)",
-        "\\set amount %d" % STAKE_MINOR,
-        "\\set neg -%d" % STAKE_MINOR,
+        f"\\set amount {STAKE_MINOR}",
+        f"\\set neg -{STAKE_MINOR}",
         "BEGIN;",
         f"SELECT {_TX_COLUMNS} \nFROM transactions \nWHERE (transactions.client, transactions.transaction_id) "
         "IN ((:client, CAST(:tid AS VARCHAR)));",
@@ -106,13 +106,13 @@ def settle_script(system_ids: dict[str, int]) -> str:
     ]
     return "\n".join([
         "\\set n :n + 1",
-        "\\set stake_tid :stake_base + :client_id * %d + :n" % ID_STRIDE,
-        "\\set tid :base + :client_id * %d + :n" % ID_STRIDE,
-        "\\set stake %d" % STAKE_MINOR,
-        "\\set neg -%d" % STAKE_MINOR,
-        "\\set payout %d" % PAYOUT_MINOR,
-        "\\set negpayout -%d" % PAYOUT_MINOR,
-        "\\set house_delta %d" % (STAKE_MINOR - PAYOUT_MINOR),
+        f"\\set stake_tid :stake_base + :client_id * {ID_STRIDE} + :n",
+        f"\\set tid :base + :client_id * {ID_STRIDE} + :n",
+        f"\\set stake {STAKE_MINOR}",
+        f"\\set neg -{STAKE_MINOR}",
+        f"\\set payout {PAYOUT_MINOR}",
+        f"\\set negpayout -{PAYOUT_MINOR}",
+        f"\\set house_delta {STAKE_MINOR - PAYOUT_MINOR}",
         "BEGIN;",
         f"SELECT {_TX_COLUMNS} \nFROM transactions \nWHERE (transactions.client, transactions.transaction_id) "
         "IN ((:client, CAST(:tid AS VARCHAR)), (:client, CAST(:stake_tid AS VARCHAR))) \\gset s_",
@@ -127,11 +127,14 @@ def settle_script(system_ids: dict[str, int]) -> str:
             "'bench'::VARCHAR, CAST(:stake_tid AS VARCHAR)::VARCHAR, :s_id::BIGINT, :hash::VARCHAR, NULL::VARCHAR, "
             "NULL::VARCHAR, now()::TIMESTAMP WITH TIME ZONE"
         )) + " \\gset p_",
-        "INSERT INTO entries (transaction_pk, account_id, amount) VALUES (:p_id::BIGINT, :in_play::BIGINT, :neg::BIGINT);",
-        "INSERT INTO entries (transaction_pk, account_id, amount) VALUES (:p_id::BIGINT, :house::BIGINT, :stake::BIGINT);",
+        "INSERT INTO entries (transaction_pk, account_id, amount) "
+        "VALUES (:p_id::BIGINT, :in_play::BIGINT, :neg::BIGINT);",
+        "INSERT INTO entries (transaction_pk, account_id, amount) "
+        "VALUES (:p_id::BIGINT, :house::BIGINT, :stake::BIGINT);",
         "INSERT INTO entries (transaction_pk, account_id, amount) "
         "VALUES (:p_id::BIGINT, :house::BIGINT, :negpayout::BIGINT);",
-        "INSERT INTO entries (transaction_pk, account_id, amount) VALUES (:p_id::BIGINT, :w_id::BIGINT, :payout::BIGINT);",
+        "INSERT INTO entries (transaction_pk, account_id, amount) "
+        "VALUES (:p_id::BIGINT, :w_id::BIGINT, :payout::BIGINT);",
         "UPDATE stakes SET state='settled'::VARCHAR, closed_by_pk=:p_id::BIGINT WHERE stakes.transaction_pk = "
         ":s_id::BIGINT AND stakes.state = 'open'::VARCHAR;",
         "UPDATE accounts SET balance=:nb::BIGINT WHERE accounts.id = :w_id::BIGINT;",
@@ -174,15 +177,14 @@ def plain_debit_script() -> str:
     """The hand-written debit of 1.00 on wallet `random(:lo, :hi)`: 4 statements, no shared row."""
     return "\n".join([
         "\\set n :n + 1",
-        "\\set tid :base + :client_id * %d + :n" % ID_STRIDE,
+        f"\\set tid :base + :client_id * {ID_STRIDE} + :n",
         "\\set uid random(:lo, :hi)",
         "BEGIN;",
         "INSERT INTO plain.transactions (client, transaction_id, account_id, amount) "
-        "VALUES (:client, CAST(:tid AS VARCHAR), :uid, %d) RETURNING id \\gset t_" % STAKE_MINOR,
-        "UPDATE plain.accounts SET balance = balance - %d WHERE id = :uid AND balance >= %d;"
-        % (STAKE_MINOR, STAKE_MINOR),
+        f"VALUES (:client, CAST(:tid AS VARCHAR), :uid, {STAKE_MINOR}) RETURNING id \\gset t_",
+        f"UPDATE plain.accounts SET balance = balance - {STAKE_MINOR} WHERE id = :uid AND balance >= {STAKE_MINOR};",
         "INSERT INTO plain.entries (transaction_pk, account_id, amount) "
-        "VALUES (:t_id, :uid, -%d), (:t_id, %d, %d);" % (STAKE_MINOR, PLAIN_COUNTER_ACCOUNT, STAKE_MINOR),
+        f"VALUES (:t_id, :uid, -{STAKE_MINOR}), (:t_id, {PLAIN_COUNTER_ACCOUNT}, {STAKE_MINOR});",
         "COMMIT;",
         "",
     ])

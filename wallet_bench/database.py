@@ -78,7 +78,7 @@ def seed(db_url: str, wallets: int) -> Seeded:
             "FROM generate_series(1, %s) AS g",
             (CLIENT, CURRENCY, wallets + 1, HOT_MINOR, WALLET_MINOR, wallets + 1),
         )
-        system = dict(conn.execute(
+        system: dict[str, int] = dict(conn.execute(
             "SELECT kind, id FROM accounts WHERE client = %s AND currency = %s AND kind <> 'user'", (CLIENT, CURRENCY)
         ).fetchall())
         conn.execute(

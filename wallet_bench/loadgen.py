@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
+import queue
 import random
 import resource
 import time
@@ -54,7 +55,7 @@ class Job:
 @dataclass
 class WorkerResult:
     worker: int
-    latencies: array  # seconds, one per call
+    latencies: array[float]  # seconds, one per call
     errors: Counter[str]
     cpu_seconds: float
     started: float  # time.time() of the first call
@@ -83,7 +84,7 @@ class _Budget:
 
 async def _run(job: Job, barrier: Any, progress: Any) -> WorkerResult:
     loop = asyncio.get_running_loop()
-    latencies: array = array("d")
+    latencies: array[float] = array("d")
     errors: Counter[str] = Counter()
     placed: list[tuple[str, int]] = []
     call, close = await _make_caller(job, errors, placed)
@@ -110,7 +111,7 @@ async def _run(job: Job, barrier: Any, progress: Any) -> WorkerResult:
     return WorkerResult(job.worker, latencies, errors, cpu, started, finished, placed)
 
 
-async def _open_loop(job: Job, loop: asyncio.AbstractEventLoop, budget: _Budget, call: Any, latencies: array,
+async def _open_loop(job: Job, loop: asyncio.AbstractEventLoop, budget: _Budget, call: Any, latencies: array[float],
                      progress: Any) -> None:
     """Send a call at each arrival of a Poisson process of `job.rate` per second until the deadline."""
     assert job.rate
@@ -193,7 +194,7 @@ async def _http(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -
                 if response.status == 200:
                     return True
                 errors[f"HTTP {response.status}"] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             errors[type(exc).__name__] += 1
         return False
 
@@ -229,10 +230,10 @@ async def _http(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -
 def _worker_main(job: Job, barrier: Any, progress: Any, results: Any) -> None:
     try:
         results.put(("ok", _run_sync(job, barrier, progress)))
-    except BaseException as exc:  # report, never hang the parent
+    except BaseException as exc:  # noqa: BLE001 - whatever stopped the worker is reported: never hang the parent
         try:
             barrier.abort()
-        except Exception:
+        except Exception:  # noqa: BLE001 - the parent may be gone; the report below matters more
             pass
         results.put(("error", f"worker {job.worker}: {type(exc).__name__}: {exc}"))
 
@@ -261,7 +262,7 @@ def run_point(jobs: list[Job], *, on_progress: Any = None, timeout: float = 120.
     processes = [
         ctx.Process(target=_worker_main, args=(job, barrier, counter, results), name=f"bench-load-{job.worker}",
                     daemon=True)
-        for job, counter in zip(jobs, counters)
+        for job, counter in zip(jobs, counters, strict=True)
     ]
     for process in processes:
         process.start()
@@ -274,7 +275,7 @@ def run_point(jobs: list[Job], *, on_progress: Any = None, timeout: float = 120.
                 on_progress(time.monotonic() - started, sum(c.value for c in counters))
             try:
                 status, value = results.get(timeout=0.25)
-            except Exception:
+            except queue.Empty:
                 if time.monotonic() - started > timeout:
                     raise RuntimeError("the load generator did not finish in time") from None
                 continue

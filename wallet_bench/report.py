@@ -84,11 +84,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
         ax_tp.plot(x, [p["throughput"] for p in points], marker=marker, color=color, label=labels[scenario])
         base = [(p["concurrency"], p["baseline"]["tps"]) for p in points if p["baseline"]]
         if base:
-            ax_tp.plot(*zip(*base), marker=marker, color=color, linestyle="--", alpha=0.6,
+            ax_tp.plot(*zip(*base, strict=True), marker=marker, color=color, linestyle="--", alpha=0.6,
                        label=f"{scenario} pgbench baseline")
         plain = [(p["concurrency"], p["plain_baseline"]["tps"]) for p in points if p.get("plain_baseline")]
         if plain:
-            ax_tp.plot(*zip(*plain), marker=marker, color=color, linestyle=":", alpha=0.6,
+            ax_tp.plot(*zip(*plain, strict=True), marker=marker, color=color, linestyle=":", alpha=0.6,
                        label=f"{scenario} plain debit baseline")
         ax_p99.plot(x, [p["latency_ms"]["p99"] or 0 for p in points], marker=marker, color=color,
                     label=labels[scenario])

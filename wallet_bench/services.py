@@ -120,7 +120,9 @@ def _wait_grpc(service: Service, token: str, timeout: float) -> None:
         service.check_alive()
         try:
             with grpc.insecure_channel(service.address) as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                stub = health_pb2_grpc.HealthStub(channel)
+                # types-grpcio-health-checking declares the stub without its methods
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)  # type: ignore[attr-defined]
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
         except grpc.RpcError:

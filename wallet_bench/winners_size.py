@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 
+from clients import AccountRef, DebitItem, Purpose, WalletClient
 from wallet_bench import database
 from wallet_bench.services import running_stack
-from clients import AccountRef, DebitItem, Purpose, WalletClient
 
 USERS = 40
 POOL_SIZE = 10
@@ -92,7 +92,8 @@ def run(db_url: str, sizes: list[int], label: str) -> None:
                 first += -(-size // POOL_SIZE) * POOL_SIZE  # each callback its own pools
             baseline: float | None = None
             for size, body in plan:
-                statuses, times = [], []
+                statuses: list[int] = []
+                times: list[float] = []
                 while not statuses or statuses[-1] != 200:
                     status, elapsed, _ = deliver(http, body)
                     statuses.append(status)

@@ -96,7 +96,8 @@ metrics_option = click.option(
     "--metrics", "metrics_addr", default=None, metavar="HOST:PORT",
     help="Serve the core's Prometheus /metrics here [default: off, or WALLET_METRICS_ADDR].",
 )
-db_option = click.option("--db", "db", metavar="URL", help="Database URL [default: sqlite:///wallet.db, or WALLET_DATABASE_URL].")
+db_option = click.option(
+    "--db", "db", metavar="URL", help="Database URL [default: sqlite:///wallet.db, or WALLET_DATABASE_URL].")
 
 
 @click.group(cls=WalletGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -124,9 +125,11 @@ DEFAULT_SERVE_CLIENTS = "fanteam"
 
 
 @cli.command()
-@click.option("--http", "http_addr", default=None, metavar="HOST:PORT", help=f"betflex edge address [default: {DEFAULT_HTTP}].")
+@click.option("--http", "http_addr", default=None, metavar="HOST:PORT",
+              help=f"betflex edge address [default: {DEFAULT_HTTP}].")
 @click.option("--grpc", "grpc_addr", default=None, metavar="HOST:PORT", help=f"gRPC address [default: {DEFAULT_GRPC}].")
-@click.option("--clients", "dev_clients", default=DEFAULT_SERVE_CLIENTS, envvar="WALLET_SERVE_CLIENTS", show_default=True,
+@click.option("--clients", "dev_clients", default=DEFAULT_SERVE_CLIENTS, envvar="WALLET_SERVE_CLIENTS",
+              show_default=True,
               metavar="C1,C2", help="Clients the generated access token may act for (env WALLET_SERVE_CLIENTS); "
                                     "'*' for every client.")
 @metrics_option
@@ -210,7 +213,8 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
         lines.append(f"access token (clients {', '.join(clients)}): in {settings.data_dir / 'token'}")
     bearer = f"$(cat {settings.data_dir / 'token'})" if default_edge_token else "'<a token of WALLET_EDGE_TOKENS>'"
     lines += [
-        "try it (a wallet must exist: `wallet deposit --client fanteam --user 1001 --currency EUR --amount 100 --id dep-1`",
+        "try it (a wallet must exist: "
+        "`wallet deposit --client fanteam --user 1001 --currency EUR --amount 100 --id dep-1`",
         f"  with WALLET_TOKEN=$(cat {settings.data_dir / 'token'}) and --grpc 127.0.0.1:{port}):",
         f"  curl -sS -X POST {url}/bets -H 'Authorization: Bearer '{bearer} \\",
         "    -H 'Content-Type: application/json' \\",
@@ -244,8 +248,10 @@ def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config
 
 
 @cli.command()
-@click.option("--http", "http_addr", default=None, metavar="HOST:PORT", help=f"Listen address [default: {DEFAULT_HTTP}].")
-@click.option("--core", "core_addr", default=None, metavar="HOST:PORT", help="The core's gRPC address [default: WALLET_CORE_ADDR].")
+@click.option("--http", "http_addr", default=None, metavar="HOST:PORT",
+              help=f"Listen address [default: {DEFAULT_HTTP}].")
+@click.option("--core", "core_addr", default=None, metavar="HOST:PORT",
+              help="The core's gRPC address [default: WALLET_CORE_ADDR].")
 @click.option("--insecure-no-auth", is_flag=True, help="Accept callbacks without a token (local trials only).")
 def edge(http_addr: str | None, core_addr: str | None, insecure_no_auth: bool) -> None:
     """Run the betflex HTTP edge alone, against WALLET_CORE_ADDR with WALLET_CORE_TOKEN."""
@@ -308,7 +314,8 @@ def reconcile(db: str | None, config: Path | None) -> None:
     try:
         current, head = current_revision(engine), head_revision()
         if current is None:
-            raise CommandError("this database holds no wallet ledger (no schema): run `wallet db upgrade` to create one",
+            raise CommandError("this database holds no wallet ledger (no schema): "
+                               "run `wallet db upgrade` to create one",
                                reason="SCHEMA_OUT_OF_DATE")
         if current != head:
             # a ledger that cannot be upgraded (e.g. damaged by an old bug) is exactly one to check
@@ -437,7 +444,8 @@ def _require_id(ctx: click.Context, param: click.Parameter, value: str | None) -
 
 id_option = click.option(
     "--id", "transaction_id", metavar="ID", callback=_require_id, required=False,
-    help="Required: this transaction's id (idempotency key); a rerun with the same id replays, never moves money twice.")
+    help="Required: this transaction's id (idempotency key); a rerun with the same id replays, "
+         "never moves money twice.")
 
 
 def _require_reason(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -497,7 +505,8 @@ def open_account(client: str, user: str, currency: str, target: str, token: str,
                  as_json: bool) -> None:
     """Open a wallet (nothing happens if it exists)."""
     account, created = _run(target, token, tls_ca, lambda c: c.open_account(_account(client, user, currency)))
-    _emit(as_json, account, f"{'opened' if created else 'exists'}: {client}/{user} {_amount(account.balance)} {currency}")
+    state = "opened" if created else "exists"
+    _emit(as_json, account, f"{state}: {client}/{user} {_amount(account.balance)} {currency}")
 
 
 @cli.command()

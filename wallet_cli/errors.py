@@ -21,7 +21,8 @@ class Exit(enum.IntEnum):
 
     OK = 0
     FAILED = 1  # a check found a problem: `reconcile` (a violated invariant), `db current` (schema behind)
-    USAGE = 2  # the command, its settings or its surroundings need fixing (the message says how); retrying as is won't help
+    # the command, its settings or its surroundings need fixing (the message says how); retrying as is won't help
+    USAGE = 2
     REFUSED = 3  # the ledger said no (insufficient funds, blocked, unknown wallet, ...): definite, nothing changed
     UNAVAILABLE = 4  # the core or the database could not be reached or did not answer: retry (the same --id is safe)
 
@@ -32,7 +33,7 @@ class CommandError(click.ClickException):
     def __init__(self, message: str, *, code: Exit = Exit.USAGE, reason: str = "USAGE",
                  show_reason: bool = False) -> None:
         super().__init__(message)
-        self.exit_code = int(code)
+        self.exit_code = int(code)  # type: ignore[misc]  # click declares it a ClassVar; each error has its own
         self.reason = reason
         self.show_reason = show_reason  # the text line starts with the reason (the core's, e.g. INSUFFICIENT_FUNDS)
 

@@ -28,8 +28,18 @@ from typing import Any
 import click
 
 from clients.betflex_ids import stake_id as betflex_stake_id
-from wallet_cli.cli import (F, _account, _amount, _emit, _run, account_options, cli, client_options, id_option,
-                            reason_option)
+from wallet_cli.cli import (
+    F,
+    _account,
+    _amount,
+    _emit,
+    _run,
+    account_options,
+    cli,
+    client_options,
+    id_option,
+    reason_option,
+)
 from wallet_cli.errors import CommandError, Exit
 
 SYSTEM_KINDS = ("in_play", "house", "cashier", "receivable")
@@ -194,7 +204,8 @@ def cancel(client: str, stake: str, reason: str, tombstone: bool, reference: str
     replayed = ", replayed" if result.replayed else ""
     text = {
         "reversed": f"cancelled stake {stake}: {_amount(t.amount)} {t.account.currency} back to "
-                    f"{client}/{t.account.user_id}, balance {_amount(t.balance_after) if t.balance_after is not None else '-'}",
+                    f"{client}/{t.account.user_id}, "
+                    f"balance {_amount(t.balance_after) if t.balance_after is not None else '-'}",
         "tombstoned": f"{stake} was never used: it is now blocked, a stake with it will be refused",
         "not_applied": f"stake {stake} had been refused: nothing to reverse",
     }[result.outcome.value]
@@ -252,7 +263,8 @@ def _correction_text(verb: str, stake: str, result: Any, transaction_id: str) ->
         parts.append(f"recorded as the player's debt {_amount(result.debt_added)}")
     if result.debt_repaid:
         parts.append(f"debt repaid {_amount(result.debt_repaid)}")
-    return f"{verb} stake {stake} of {where}: {money}; {', '.join(parts)}; balance {balance} (transaction {transaction_id})"
+    return (f"{verb} stake {stake} of {where}: {money}; {', '.join(parts)}; balance {balance} "
+            f"(transaction {transaction_id})")
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import overload
 
 from wallet_core import errors
 from wallet_core.currencies import Currency, CurrencyRegistry
@@ -124,10 +125,13 @@ class CorrectionCall:
     audit: AuditNote | None = None
 
 
-Call = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall | SettleCall
+# one call, one outcome (SettleCall, a batch of payouts, answers one outcome per payout)
+SingleCall = DebitCall | CreditCall | CancelCall | FenceCall | CorrectionCall
+Call = SingleCall | SettleCall
 SettleOutcome = CreditResult | errors.WalletError
 Outcome = (
-    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome] | errors.WalletError
+    DebitResult | CreditResult | CancelResult | FenceResult | CorrectionResult | list[SettleOutcome]
+    | errors.WalletError
 )
 
 
@@ -228,6 +232,22 @@ class Book:
     # (client, currency, reference) -> total of its applied payouts, for the groups of the batch's caps
     group_paid: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
+    # each call's own result (or its refusal): callers need no cast
+    @overload
+    def apply(self, call: DebitCall) -> DebitResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CreditCall) -> CreditResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CancelCall) -> CancelResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: FenceCall) -> FenceResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: CorrectionCall) -> CorrectionResult | errors.WalletError: ...
+    @overload
+    def apply(self, call: SettleCall) -> list[SettleOutcome]: ...
+    @overload
+    def apply(self, call: Call) -> Outcome: ...
+
     def apply(self, call: Call) -> Outcome:
         if isinstance(call, SettleCall):
             return self.settle(call)
@@ -237,7 +257,7 @@ class Book:
             self.audit.append(audit_row(self.now, call, note, outcome))
         return outcome
 
-    def _apply(self, call: Call) -> Outcome:
+    def _apply(self, call: SingleCall) -> Outcome:
         try:
             if isinstance(call, DebitCall):
                 return self.debit(call)
@@ -274,7 +294,7 @@ class Book:
             [(self.wallets[item.account], postings(item.purpose, minor)) for item, _, minor in call.items]
         )
         if refusal is not None:
-            for (item, _, minor), h in zip(call.items, call.hashes):
+            for (item, _, minor), h in zip(call.items, call.hashes, strict=True):
                 wallet = self.wallets.get(item.account)
                 self._add_tx(Tx(
                     client=client, transaction_id=item.transaction_id, purpose=item.purpose,
@@ -286,7 +306,7 @@ class Book:
             raise refusal
 
         views = []
-        for (item, currency, minor), h in zip(call.items, call.hashes):
+        for (item, _, minor), h in zip(call.items, call.hashes, strict=True):
             wallet = self.wallets[item.account]
             wallet.balance -= minor
             tx = self._add_tx(Tx(
@@ -303,7 +323,8 @@ class Book:
 
     def _replay_debit(self, ids: list[str], hashes: list[str], existing: dict[str, Tx]) -> DebitResult:
         same = len(existing) == len(ids) and all(
-            existing[i].request_hash == h and existing[i].status != TxStatus.TOMBSTONE for i, h in zip(ids, hashes)
+            existing[i].request_hash == h and existing[i].status != TxStatus.TOMBSTONE
+            for i, h in zip(ids, hashes, strict=True)
         )
         if same:
             first = existing[ids[0]]
@@ -596,7 +617,8 @@ class Book:
                 transaction_id=call.transaction_id,
             )
         if stake_tx is not None and stake_tx.status == TxStatus.TOMBSTONE:
-            raise errors.StakeCancelled(f"stake {call.stake_id!r} was cancelled before it was placed", stake=call.stake_id)
+            raise errors.StakeCancelled(
+                f"stake {call.stake_id!r} was cancelled before it was placed", stake=call.stake_id)
         if stake_tx is None or stake_tx.stake is None or currency is None:
             raise errors.StakeNotFound(f"no stake with transaction id {call.stake_id!r}", stake=call.stake_id)
         stake = stake_tx.stake
@@ -678,7 +700,7 @@ class Book:
             self.txs[(tx.client, tx.transaction_id)] = tx
         return tx
 
-    def _post(self, tx: Tx, wallet: Wallet, legs: list) -> None:
+    def _post(self, tx: Tx, wallet: Wallet, legs: list[Posting]) -> None:
         system = self.system_accounts(wallet.key.client, wallet.key.currency)
         for leg in legs:
             if leg.amount == 0:
@@ -744,12 +766,13 @@ class AuditRow:
                 "reason": self.reason[:512], "outcome": self.outcome[:32]}
 
 
-def audit_row(now: datetime, call: Call, note: AuditNote, outcome: Outcome) -> AuditRow:
+def audit_row(now: datetime, call: SingleCall, note: AuditNote, outcome: Outcome) -> AuditRow:
     target = ""
     if isinstance(call, DebitCall):
         client, tid = call.client, ",".join(item.transaction_id for item, _, _ in call.items)
     elif isinstance(call, CreditCall):
-        client, tid, target = call.command.account.client, call.command.transaction_id, call.command.settles_transaction_id
+        command = call.command
+        client, tid, target = command.account.client, command.transaction_id, command.settles_transaction_id
         if not target:
             target = f"{call.command.account.user_id}/{call.command.account.currency}"
     elif isinstance(call, CorrectionCall):

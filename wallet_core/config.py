@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, InstanceOf, field_validator, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
-
-from wallet_core.currencies import parse_overrides
 from sqlalchemy.engine import URL
 
+from wallet_core.currencies import parse_overrides
 from wallet_core.storage.engine import normalize_url
 
 # The database URL is parsed here, once, into SQLAlchemy's URL with its driver (normalize_url):

@@ -391,7 +391,7 @@ def correction_postings(
     resettle: the house takes the old payout back and pays the new one: house +P_old, house -P_new.
     """
     house, in_play = AccountKind.HOUSE, AccountKind.IN_PLAY
-    legs = list(user_legs) + [Posting(house, old_payout)]
+    legs = [*user_legs, Posting(house, old_payout)]
     if new_payout is None:
         legs += [Posting(house, -stake_amount), Posting(in_play, stake_amount)]
     else:

@@ -50,7 +50,7 @@ def parse_amount(text: object, scale: int, *, field: str = "amount") -> int:
             f"{field} {text!r} has {len(fraction)} decimals but the currency allows {scale}; "
             "amounts are never rounded"
         )
-    minor = int(whole) * 10**scale + (int(fraction.ljust(scale, "0")) if scale else 0)
+    minor = int(whole + fraction.ljust(scale, "0"))  # the digits, the fraction padded to the scale
     if minor > MAX_MINOR:
         raise InvalidAmount(f"{field} {text!r} is beyond the largest amount the ledger stores")
     return minor

@@ -19,7 +19,9 @@ def grpc_healthy(target: str) -> tuple[bool, str]:
 
     with grpc.insecure_channel(target) as channel:
         try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT)
+            # types-grpcio-health-checking declares the stub without its methods
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT)  # type: ignore[attr-defined]
         except grpc.RpcError as error:
             return False, f"{target}: {error.code().name}"
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)

@@ -137,15 +137,17 @@ def _all_queries(sqlite: bool) -> list[tuple[str, str, object]]:
              (e, e.c.amount, -MAX_MINOR), (s, s.c.amount, 0)]
     checks: list[tuple[str, str, object]] = [
         (
-            f"in_range_{col.table.name}_{col.name}",  # type: ignore[attr-defined]
-            f"every {col.table.name}.{col.name} is an integer within the storage range "  # type: ignore[attr-defined]
+            f"in_range_{col.table.name}_{col.name}",
+            f"every {col.table.name}.{col.name} is an integer within the storage range "
             f"({low} to {MAX_MINOR})",
             select(tbl.c[next(iter(tbl.primary_key.columns)).name], col)
-            .where(or_(col < low, col > MAX_MINOR, *([func.typeof(col).not_in(["integer", "null"])] if sqlite else []))),
+            .where(or_(col < low, col > MAX_MINOR,
+                       *([func.typeof(col).not_in(["integer", "null"])] if sqlite else []))),
         )
         for tbl, col, low in money
     ]
-    return checks + [
+    return [
+        *checks,
         (
             "zero_sum",
             "the entries of every transaction sum to zero",

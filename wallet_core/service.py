@@ -71,19 +71,18 @@ from wallet_core.domain import (
     DebitItem,
     DebitResult,
     FenceResult,
-    Purpose,
-    SettlementFailurePage,
-    AuditView,
     OpenStakes,
     OpenStakeTotal,
     OpenStakeView,
     Purpose,
     Resolution,
     SettleItem,
+    SettlementFailurePage,
     SettlementFailureView,
     SystemBalanceView,
     TransactionLookup,
     TransactionPage,
+    TransactionView,
     TxStatus,
     check_identifier,
     check_reference,
@@ -301,7 +300,8 @@ class Ledger:
             return []
         names = {(c.command.account.client, c.command.transaction_id) for c in credits.values()}
         with self._read() as conn:
-            found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, repository.transactions_named(conn, names))}
+            rows = repository.transactions_named(conn, names)
+            found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, rows)}
         pending = []
         for n, call in credits.items():
             tx = found.get((call.command.account.client, call.command.transaction_id))
@@ -466,7 +466,7 @@ class Ledger:
 
         failures = [0]
         try:
-            outcomes = self._write(work)
+            outcomes: list[Outcome] = self._write(work)
             if failures[0]:
                 self.observer.settlement_failures(failures[0])
             return outcomes
@@ -477,7 +477,7 @@ class Ledger:
                 raise
             # something unexpected: run each call alone, so that only the culprit fails
             log.exception("a batch of %d calls failed; running them one by one", len(calls))
-            outcomes: list[Outcome] = []
+            outcomes = []
             for call in calls:
                 try:
                     outcomes.extend(self._run_batch([call]))
@@ -522,7 +522,8 @@ class Ledger:
         more = len(rows) > page_size
         rows = rows[:page_size]
         token = _encode_page_token(rows[-1].id) if more else ""
-        return TransactionPage([transaction_view(self.currencies, repository.tx_from_row(r), r.stake_state) for r in rows], token)
+        return TransactionPage(
+            [transaction_view(self.currencies, repository.tx_from_row(r), r.stake_state) for r in rows], token)
 
     def list_settlement_failures(
         self, client: str, include_resolved: bool = False, limit: int = 100, page_token: str = ""
@@ -627,7 +628,9 @@ class Ledger:
                 select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
                 .where(t.c.client == client, t.c.transaction_id == stake_id)
             ).first()
-        view = (lambda r, state=None: transaction_view(self.currencies, repository.tx_from_row(r), state))
+        def view(r: Row[Any], state: str | None = None) -> TransactionView:
+            return transaction_view(self.currencies, repository.tx_from_row(r), state)
+
         story = []
         if stake_row is not None and row is not None and stake_row.id != row.id:
             story.append(view(stake_row, stake_row.stake_state))

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from clients import AccountRef, StakeState, WalletClient
-from tests.support.betflex import bet, bets, example
 from tests.e2e.conftest import ALICE, BOB
+from tests.support.betflex import bet, bets, example
 from tests.support.db import dump
 from tests.support.servers import Core
 
@@ -118,7 +118,7 @@ def test_refusals_move_nothing(
 
 def test_a_missing_field_is_named(http: httpx.Client, funded: WalletClient) -> None:
     slip = bets(bet(1, "1.00"))
-    del slip["bets"][0]["bet"]["amount"]  # type: ignore[index]
+    del slip["bets"][0]["bet"]["amount"]
     response = http.post("/bets", json=slip)
     refused(response, "invalid_request")
     assert "amount" in response.json()["message"]
@@ -134,7 +134,7 @@ def test_a_blocked_wallet(http: httpx.Client, funded: WalletClient) -> None:
 
 def test_a_user_uid_sent_as_a_string_is_the_same_user(http: httpx.Client, funded: WalletClient) -> None:
     slip = bets(bet(1, "5.00"))
-    slip["bets"][0]["user"]["uid"] = "1001"  # type: ignore[index]
+    slip["bets"][0]["user"]["uid"] = "1001"
     response = http.post("/bets", json=slip)
     assert response.status_code == 200, response.text
     assert balance(funded) == Decimal("95.00")
@@ -142,7 +142,7 @@ def test_a_user_uid_sent_as_a_string_is_the_same_user(http: httpx.Client, funded
 
 def test_unknown_fields_are_ignored(http: httpx.Client, funded: WalletClient) -> None:
     slip = bets(bet(1, "5.00"))
-    slip["bets"][0]["bet"]["odds"] = {"nested": [1, 2, 3]}  # type: ignore[index]
+    slip["bets"][0]["bet"]["odds"] = {"nested": [1, 2, 3]}
     slip["campaign"] = "spring"
     assert http.post("/bets", json=slip).status_code == 200
 

@@ -103,7 +103,8 @@ def test_every_postgresql_scheme_means_psycopg_3(tmp_path: Path, postgres_databa
 
 def test_ports_in_use_and_an_edge_without_a_token(tmp_path: Path, busy_port: int) -> None:
     busy = f"127.0.0.1:{busy_port}"
-    assert_one_line(wallet("core", "--grpc", busy, "--migrate", cwd=tmp_path), USAGE, busy, "--grpc or WALLET_GRPC_ADDR")
+    assert_one_line(wallet("core", "--grpc", busy, "--migrate", cwd=tmp_path), USAGE, busy,
+                    "--grpc or WALLET_GRPC_ADDR")
     assert_one_line(wallet("serve", "--http", busy, "--grpc", "127.0.0.1:0", cwd=tmp_path), USAGE, busy,
                     "--http or WALLET_HTTP_ADDR")
     assert not (tmp_path / ".wallet").exists(), "nothing is generated before the ports are known to be free"
@@ -238,5 +239,6 @@ def test_the_readmes_using_it_block_runs_verbatim_from_a_fresh_copy(tmp_path: Pa
     assert "deposited 100.00 EUR to fanteam/1001: balance 100.00" in out
     assert re.search(r'"balance": ?"85.00"', out), out  # the bet, answered by the edge
     assert re.search(r'"settled": ?\[9000001\]', out), out  # its payout
-    assert [line.split()[2] for line in out.splitlines() if line.startswith("20")] == ["payout", "stake", "deposit"], out
+    kinds = [line.split()[2] for line in out.splitlines() if line.startswith("20")]
+    assert kinds == ["payout", "stake", "deposit"], out
     assert out.rstrip().endswith("ledger is consistent")

@@ -12,19 +12,20 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from clients import Purpose, StakeState, WalletClient
-from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE
+from tests.support.betflex import bet, bets, example, winner, winners
 from tests.support.db import dump
 from tests.support.servers import Core
 from tests.support.stack import free_port, running_edge, wait_until
 
-FAST = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
+FAST: dict[str, Any] = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
 
 
 def test_core_stopped_is_a_503_and_nothing_moved_then_a_redelivery_is_taken(

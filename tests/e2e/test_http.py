@@ -17,11 +17,12 @@ import httpx
 import pytest
 
 from clients import WalletClient
-from tests.support.betflex import example
 from tests.e2e.conftest import ALICE
+from tests.support.betflex import example
 from tests.support.db import dump
 from tests.support.processes import EDGE_TOKEN as PROCESS_EDGE_TOKEN
-from tests.support.processes import free_port, running_edge as running_edge_process
+from tests.support.processes import free_port
+from tests.support.processes import running_edge as running_edge_process
 from tests.support.servers import Core
 from tests.support.stack import EDGE_TOKEN, Edge, running_edge
 
@@ -50,7 +51,8 @@ def test_the_right_token_and_a_hashed_token(core: Core, funded: WalletClient) ->
     with running_edge(core.target) as edge:
         with edge.client() as http:
             assert http.post("/bets", json=example("bets")).status_code == 200
-    with running_edge(core.target, edge_tokens=f"other=fanteam;{digest}=fanteam") as edge, edge.client("hashed-secret") as http:
+    with (running_edge(core.target, edge_tokens=f"other=fanteam;{digest}=fanteam") as edge,
+          edge.client("hashed-secret") as http):
         assert http.post("/bets", json=example("bets")).json()["bets"][0]["balance"] == "85.00"
 
 
@@ -165,7 +167,8 @@ def test_an_unreadable_content_length_gets_the_json_error_body(tmp_path: Path) -
     with running_edge_process(f"127.0.0.1:{free_port()}", "unused", tmp_path / "edge.log") as edge:
         for length in (b"abc", b"-1", b"1, 2", b"12 34"):
             with socket.create_connection(("127.0.0.1", edge.port), timeout=30) as sock:
-                sock.sendall(b"POST /bets HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer " + PROCESS_EDGE_TOKEN.encode()
+                sock.sendall(b"POST /bets HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer "
+                             + PROCESS_EDGE_TOKEN.encode()
                              + b"\r\nContent-Type: application/json\r\nContent-Length: " + length + b"\r\n\r\n{}")
                 answer = b""
                 while chunk := sock.recv(4096):

@@ -23,8 +23,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import AccountRef, AccountStatus, DebitItem, Purpose, WalletClient
-from clients.errors import InsufficientFunds
+from clients import AccountStatus, DebitItem, Purpose, WalletClient
+from clients.errors import InsufficientFunds, StakeNotFound, Unauthenticated
 from edge_http.betflex import stake_id
 from tests.e2e.conftest import ALICE
 from tests.support.betflex import example
@@ -81,7 +81,7 @@ def test_the_core_logs_one_json_line_per_rpc_and_never_the_token(tmp_path: Path)
             with pytest.raises(InsufficientFunds):
                 wallet.debit([DebitItem("stake-1", ALICE, "50.00", Purpose.STAKE)])
         with WalletClient(target, token="not-the-token") as intruder:
-            with pytest.raises(Exception):
+            with pytest.raises(Unauthenticated):
                 intruder.get_balance(ALICE)
     text = log.read_text()
     assert CORE_TOKEN not in text and "not-the-token" not in text
@@ -117,12 +117,12 @@ def test_the_core_serves_prometheus_metrics_on_its_own_port(tmp_path: Path) -> N
     def value(name: str, **labels: str) -> float:
         return found.get((name, frozenset(labels.items())), 0.0)
 
-    wallet = {"grpc_type": "unary", "grpc_service": "wallet.v1.Wallet"}
-    assert value("grpc_server_started_total", **wallet, grpc_method="Credit") == 1
-    assert value("grpc_server_handled_total", **wallet, grpc_method="Credit", grpc_code="OK") == 1
-    assert value("grpc_server_handled_total", **wallet, grpc_method="Debit", grpc_code="FAILED_PRECONDITION") == 1
-    assert value("grpc_server_handling_seconds_count", **wallet, grpc_method="Debit") == 1
-    assert value("grpc_server_handling_seconds_bucket", **wallet, grpc_method="Debit", le="+Inf") == 1
+    unary = {"grpc_type": "unary", "grpc_service": "wallet.v1.Wallet"}
+    assert value("grpc_server_started_total", **unary, grpc_method="Credit") == 1
+    assert value("grpc_server_handled_total", **unary, grpc_method="Credit", grpc_code="OK") == 1
+    assert value("grpc_server_handled_total", **unary, grpc_method="Debit", grpc_code="FAILED_PRECONDITION") == 1
+    assert value("grpc_server_handling_seconds_count", **unary, grpc_method="Debit") == 1
+    assert value("grpc_server_handling_seconds_bucket", **unary, grpc_method="Debit", le="+Inf") == 1
     assert value("wallet_commit_batch_size_count") == 2  # the deposit and the refused debit
     assert value("wallet_commit_seconds_count") == 2
     assert ("wallet_commit_queue_depth", frozenset()) in found
@@ -134,7 +134,7 @@ def test_a_refused_payout_counts_as_a_settlement_failure(tmp_path: Path) -> None
     with core_process(tmp_path) as (target, url, _):
         with WalletClient(target, token=CORE_TOKEN) as wallet:
             wallet.open_account(ALICE)
-            with pytest.raises(Exception):
+            with pytest.raises(StakeNotFound):
                 wallet.payout("payout-1", ALICE, "5.00", "no-such-stake")
         found = samples(httpx.get(url).text)
     assert found[("wallet_settlement_failures_total", frozenset())] == 1

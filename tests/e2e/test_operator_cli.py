@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from clients.errors import StakeNotFound
 from tests.e2e.test_cli import REFUSED, USAGE, assert_one_line, wallet
 from tests.support.betflex import bet, bets, winner, winners
 from tests.support.db import dump
@@ -167,7 +168,7 @@ def test_failed_payouts_of_every_client_are_fixed_resolved_or_dismissed(
     assert http.post("/winners", json=winners(winner(5, "10.00", "20.00", currency="GBP"))).status_code != 200
     assert http.post("/winners", json=winners(winner(4242, "1.00", "2.00"))).status_code == 422
     with WalletClient(core.target, token=TOKENS["admin"], timeout=10) as other_product:  # another client's refusal
-        with pytest.raises(Exception):
+        with pytest.raises(StakeNotFound):
             other_product.payout("casino-p1", AccountRef("casino", "7", "EUR"), "1.00", "casino-never-staked")
 
     everyone = as_json(desk("settlements", "--json"))

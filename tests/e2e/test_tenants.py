@@ -162,7 +162,8 @@ TOPOLOGIES = {
 
 
 @pytest.fixture(scope="module", params=[
-    pytest.param(name, marks=[pytest.mark.postgres] if kind == "postgres" else []) for name, (_, kind) in TOPOLOGIES.items()
+    pytest.param(name, marks=[pytest.mark.postgres] if kind == "postgres" else [])
+    for name, (_, kind) in TOPOLOGIES.items()
 ])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
           sqlite_template: SqliteTemplate) -> Iterator[Stack]:
@@ -319,7 +320,8 @@ def test_serve_reaches_the_core_with_the_configured_core_token(tmp_path: Path, s
             headers = {"Authorization": f"Bearer {TOKEN_A}"}
             refused = httpx.post(f"{url}/bets", json=_bets(B, B, 9300001), headers=headers, timeout=30)
             assert refused.status_code != 200, refused.text
-            settled = httpx.post(f"{url}/winners", json={"pools": [_pool(B, (B, STAKE_B))]}, headers=headers, timeout=30)
+            settled = httpx.post(f"{url}/winners", json={"pools": [_pool(B, (B, STAKE_B))]}, headers=headers,
+                                 timeout=30)
             assert settled.status_code != 200, settled.text
             assert dump(engine) == before
             assert httpx.post(f"{url}/bets", json=_bets(A, A, 9300002), headers=headers, timeout=30).status_code == 200

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
-import grpc
 from click.testing import CliRunner
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -115,8 +115,10 @@ def pg_url() -> Iterator[str]:
 
 def _health(target: str) -> bool:
     with grpc.insecure_channel(target) as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        stub = health_pb2_grpc.HealthStub(channel)
+        # types-grpcio-health-checking declares the stub without its methods
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)  # type: ignore[attr-defined]
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @pytest.mark.postgres

@@ -15,18 +15,18 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the optional extra betflex-wallet-ledger[otel]")
 
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient  # noqa: E402
-from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import SpanKind  # noqa: E402
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
-from clients import WalletClient, tracing  # noqa: E402
-from tests.e2e.conftest import ALICE  # noqa: E402
-from tests.support.betflex import example  # noqa: E402
-from tests.support.servers import TOKENS, running_core  # noqa: E402
-from tests.support.stack import running_edge, wait_until  # noqa: E402
+from clients import WalletClient, tracing
+from tests.e2e.conftest import ALICE
+from tests.support.betflex import example
+from tests.support.servers import TOKENS, running_core
+from tests.support.stack import running_edge, wait_until
 
 
 @pytest.fixture

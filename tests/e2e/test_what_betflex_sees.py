@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,7 @@ from tests.e2e.conftest import BOB
 from tests.support.betflex import bet, bets, example, winner, winners
 from tests.support.stack import free_port, running_edge
 
-FAST = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
+FAST: dict[str, Any] = {"edge_bets_deadline": 1.0, "edge_core_attempt_timeout": 0.3, "edge_winners_deadline": 1.0}
 
 
 def test_an_unreachable_core_is_named_in_the_log_and_in_no_answer(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 
 from clients import Purpose, StakeState, WalletClient
-from tests.support.betflex import bet, bets, example, winner, winners
 from tests.e2e.conftest import ALICE, BOB
+from tests.support.betflex import bet, bets, example, winner, winners
 from tests.support.db import dump
 from tests.support.servers import Core
 from tests.support.stack import running_edge
@@ -46,7 +46,8 @@ def test_a_replayed_settlement_changes_nothing(http: httpx.Client, funded: Walle
     first = http.post("/winners", json=winners(winner(1, "10.00", "30.00")))
     before = dump(core.engine)
     again = http.post("/winners", json=winners(winner(1, "10.00", "30.00")))
-    assert (again.status_code, again.json()) == (first.status_code, first.json()) == (200, {"status": "ok", "settled": [1]})
+    assert (again.status_code, again.json()) == (first.status_code, first.json()) == (
+        200, {"status": "ok", "settled": [1]})
     assert dump(core.engine) == before and funded.get_balance(ALICE).balance == Decimal("120.00")
 
 
@@ -101,7 +102,7 @@ def test_a_payout_in_another_currency_is_refused(http: httpx.Client, funded: Wal
 
 def test_a_malformed_winners_body_is_a_400_naming_the_field(http: httpx.Client, funded: WalletClient) -> None:
     body = winners(winner(1, "10.00", "20.00"))
-    body["pools"][0]["bets"][0]["bet"]["payout"] = 20  # type: ignore[index]
+    body["pools"][0]["bets"][0]["bet"]["payout"] = 20
     response = http.post("/winners", json=body)
     assert response.status_code == 400
     assert "payout" in response.json()["message"]

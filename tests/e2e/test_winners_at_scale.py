@@ -47,7 +47,8 @@ def test_a_payout_naming_another_stake_amount_is_refused_as_stake_mismatch(
     assert dump(core.engine)["stakes"] != before["stakes"]  # bet 2 settled, bet 1 still open
     # kept for operators with the callback's values: the payout asked, the stake it named, the stake taken
     [kept] = funded.list_settlement_failures("fanteam").failures
-    assert (kept.transaction_id, kept.reason, kept.amount) == ("betflex:fanteam:payout:1", "STAKE_AMOUNT_MISMATCH", "40.00")
+    assert (kept.transaction_id, kept.reason, kept.amount) == (
+        "betflex:fanteam:payout:1", "STAKE_AMOUNT_MISMATCH", "40.00")
     assert "20.00" in kept.message and "2.00" in kept.message
     # betflex corrects the callback: bet 1 settles, bet 2 replays, the queue entry is resolved
     response = http.post("/winners", json=winners(winner(1, "2.00", "40.00"), winner(2, "2.00", "4.00")))

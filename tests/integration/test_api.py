@@ -7,6 +7,7 @@ Every test ends with `wallet reconcile`'s checks on its database (the `core` fix
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from decimal import Decimal
 
 import grpc
@@ -128,10 +129,13 @@ def test_health_and_reflection(core: Core) -> None:
     with grpc.insecure_channel(core.target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in ("", "wallet.v1.Wallet"):
-            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            # types-grpcio-health-checking declares the stub without its methods
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)  # type: ignore[attr-defined]
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        replies = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        # types-grpcio-reflection declares the stub's methods without their types
+        replies = reflection.ServerReflectionInfo(  # type: ignore[operator]
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
         names = {s.name for s in next(replies).list_services_response.service}
         assert "wallet.v1.Wallet" in names
 
@@ -162,6 +166,7 @@ def test_same_id_with_different_content_is_a_conflict_and_changes_nothing(funded
     funded.debit([stake("bet-1", "15.00")])
     funded.deposit("dep-1", ALICE, "5.00")
     before = dump(core.engine)
+    call: Callable[[], object]
     for call in [
         lambda: funded.debit([stake("bet-1", "16.00")]),
         lambda: funded.debit([stake("bet-1", "15.00", BOB)]),
@@ -354,6 +359,7 @@ def test_a_token_for_one_client_cannot_see_or_move_another_clients_money(
 ) -> None:
     funded.debit([stake("bet-1", "15.00")])
     before = dump(core.engine)
+    call: Callable[[], object]
     for call in [
         lambda: other.get_balance(ALICE),
         lambda: other.open_account(AccountRef("fanteam", "x", "EUR")),

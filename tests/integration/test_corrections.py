@@ -6,6 +6,7 @@ accounts and player debt.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,7 @@ ALICE = AccountRef("fanteam", "1001", "EUR")
 
 
 @pytest.fixture
-def ops(core: Core) -> WalletClient:
+def ops(core: Core) -> Iterator[WalletClient]:
     with WalletClient(core.target, token=TOKENS["ops"], timeout=10) as c:
         yield c
 
@@ -45,7 +46,7 @@ def system(wallet: WalletClient) -> dict[str, Decimal]:
 def test_unsettle_reopens_the_stake_and_is_idempotent(settled: WalletClient, ops: WalletClient) -> None:
     result = ops.unsettle("fanteam", "u1", "b1", reason="league corrected the result")
     assert result.transaction.purpose == Purpose.UNSETTLE and not result.replayed
-    assert (result.previous_payout, result.taken, result.debt_added) == (Decimal("50.00"), Decimal("50.00"), 0)
+    assert (result.previous_payout, result.taken, result.debt_added) == (Decimal("50.00"), Decimal("50.00"), Decimal(0))
     assert balance(settled) == Decimal("90.00")
     assert system(settled)["in_play"] == Decimal("10.00")
     again = ops.unsettle("fanteam", "u1", "b1", reason="league corrected the result")
@@ -85,7 +86,8 @@ def test_refuse_policy_keeps_the_refusal_for_operators(core: Core, settled: Wall
     assert {k: v for k, v in after.items() if k not in ("settlement_failures", "audit_log")} == \
         {k: v for k, v in before.items() if k not in ("settlement_failures", "audit_log")}
     queue = settled.list_settlement_failures("fanteam").failures
-    assert [(f.transaction_id, f.settles_transaction_id, f.reason) for f in queue] == [("u1", "b1", "INSUFFICIENT_FUNDS")]
+    assert [(f.transaction_id, f.settles_transaction_id, f.reason) for f in queue] == [
+        ("u1", "b1", "INSUFFICIENT_FUNDS")]
     resolved = ops.resolve_settlement_failure("fanteam", "u1", Resolution.DISMISSED, "player banned; written off")
     assert resolved.resolution == Resolution.DISMISSED and resolved.resolved_by == "ops-desk"
     assert settled.list_settlement_failures("fanteam").failures == ()

@@ -27,7 +27,7 @@ BOB = AccountKey("fanteam", "1002", "EUR")
 
 def scales(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict((tuple(r) for r in conn.execute(text("SELECT code, scale FROM currencies"))))
+        return dict(tuple(r) for r in conn.execute(text("SELECT code, scale FROM currencies")))
 
 
 @pytest.fixture

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.hammer import Outcomes, mixed_plan, race
 from wallet_core import errors
 from wallet_core.domain import AccountKey, CreditCommand, DebitItem, Purpose
 from wallet_core.service import Ledger
-from tests.support.hammer import Outcomes, mixed_plan, race
-
 
 both_modes = pytest.mark.parametrize("ledger", [True, False], indirect=True, ids=["group-commit", "per-call"])
 

@@ -16,8 +16,8 @@ import threading
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -37,7 +37,8 @@ def money(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
-def minor(value: Decimal) -> int:
+def minor(value: Decimal | None) -> int:
+    assert value is not None, "the core always answers a balance here"
     return int(value * 100)
 
 
@@ -71,7 +72,7 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
 
         # ---- how one call runs on the core and on the model
 
-        def call(self, kind: str, args: tuple) -> tuple[Callable[[], Result], Callable[[Model], Result]]:
+        def call(self, kind: str, args: tuple[Any, ...]) -> tuple[Callable[[], Result], Callable[[Model], Result]]:
             if kind == "deposit":
                 tid, user, amount = args
                 return (lambda: self.real(lambda: minor(client.deposit(tid, self.ref(user), money(amount))
@@ -108,7 +109,7 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
             except WalletError as exc:
                 return ("error", exc.reason)
 
-        def step(self, kind: str, args: tuple) -> None:
+        def step(self, kind: str, args: tuple[Any, ...]) -> None:
             STATS["steps"] += 1
             real, modelled = self.call(kind, args)
             got, expected = real(), modelled(self.model)
@@ -139,7 +140,7 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
         @rule(data=st.data())
         def cancel(self, data: st.DataObject) -> None:
             known = self.stake_ids + self.used
-            tid = data.draw(st.sampled_from(known)) if known and data.draw(st.booleans()) else self.new_id()
+            tid = data.draw(st.sampled_from(known)) if bool(known) and data.draw(st.booleans()) else self.new_id()
             self.step("cancel", (tid,))
 
         @rule(data=st.data(), policy=st.sampled_from(["refuse", "debt"]))
@@ -178,7 +179,7 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
                 kind = data.draw(st.sampled_from(["deposit", "debit", "cancel", "payout"]))
                 user, amount = data.draw(st.sampled_from(USERS)), data.draw(AMOUNTS)
                 if kind == "deposit":
-                    args: tuple = (self.new_id(), user, amount)
+                    args: tuple[Any, ...] = (self.new_id(), user, amount)
                 elif kind == "debit":
                     args = ((self.new_id(), user, amount),)
                     self.stake_ids.append(args[0][0])
@@ -206,7 +207,7 @@ def model_check(core: Core, *, examples: int, steps: int) -> None:
             STATS["concurrent_pairs"] += 1
             for order in ((0, 1), (1, 0)):
                 candidate = self.model.copy()
-                expected = [None, None]
+                expected: list[object] = [None, None]
                 for i in order:
                     expected[i] = calls[i][1](candidate)
                 if expected == results:
@@ -245,4 +246,4 @@ def test_core_agrees_with_the_model(core: Core, long_mode: bool) -> None:
     before = dict(STATS)
     model_check(core, examples=150 if long_mode else 8, steps=60 if long_mode else 25)
     if long_mode:
-        print(f"\nmodel check: " + ", ".join(f"{k} {STATS[k] - before[k]}" for k in STATS))
+        print("\nmodel check: " + ", ".join(f"{k} {STATS[k] - before[k]}" for k in STATS))

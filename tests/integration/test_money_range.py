@@ -23,8 +23,8 @@ from clients import AccountRef, DebitItem, Purpose, WalletClient
 from clients.errors import InvalidAmount
 from tests.support.db import PostgresDatabase, dump, postgres_or_skip
 from tests.support.servers import TOKENS, running_core
-from wallet_core.book import Book
 from wallet_cli.cli import cli
+from wallet_core.book import Book
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.domain import AccountKey
 from wallet_core.money import MAX_MINOR
@@ -129,10 +129,11 @@ def test_system_accounts_are_updated_only_if_they_still_have_room(ledger: Ledger
     assert dump(ledger.engine) == before
 
 
-def _deposit(tid: str, key: AccountKey, amount: str):  # type: ignore[no-untyped-def]
+def _deposit(tid: str, key: AccountKey, amount: str):
     from wallet_core.domain import CreditCommand
+    from wallet_core.domain import Purpose as DomainPurpose
 
-    return CreditCommand(tid, key, amount, Purpose.DEPOSIT)
+    return CreditCommand(tid, key, amount, DomainPurpose.DEPOSIT)
 
 
 # ---------------------------------------------------------------- ledgers written before the range rule
@@ -159,10 +160,10 @@ def _write_deposits(engine: Engine, amounts: list[int], cashier_balance: int | f
     now = "2026-01-01 00:00:00+00"
     with engine.begin() as conn:
         def account(kind: str, user: str, balance: int | float) -> int:
-            return conn.execute(text(
+            return int(conn.execute(text(
                 "INSERT INTO accounts (client, kind, user_id, currency, balance, status, created_at) "
                 "VALUES ('fanteam', :kind, :user, 'ETH', :balance, 'active', :now) RETURNING id"),
-                {"kind": kind, "user": user, "balance": balance, "now": now}).scalar_one()
+                {"kind": kind, "user": user, "balance": balance, "now": now}).scalar_one())
 
         account("in_play", "", 0)
         account("house", "", 0)
@@ -174,7 +175,8 @@ def _write_deposits(engine: Engine, amounts: list[int], cashier_balance: int | f
                 " amount, balance_after, reference, request_hash, created_at) VALUES ('fanteam', :tid, 'deposit',"
                 " 'applied', :user, :uid, 'ETH', :amount, :amount, '', 'h', :now) RETURNING id"),
                 {"tid": f"d{n}", "user": user, "uid": str(n), "amount": amount, "now": now}).scalar_one()
-            conn.execute(text("INSERT INTO entries (transaction_pk, account_id, amount) VALUES (:tx, :c, :neg), (:tx, :u, :pos)"),
+            conn.execute(text("INSERT INTO entries (transaction_pk, account_id, amount)"
+                              " VALUES (:tx, :c, :neg), (:tx, :u, :pos)"),
                          {"tx": tx, "c": cashier, "u": user, "neg": -amount, "pos": amount})
 
 
@@ -205,7 +207,8 @@ def test_the_migration_keeps_a_populated_ledger_and_refuses_a_damaged_one(old_db
         upgrade(old_db_url)
         assert reconcile(engine).ok
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT sum(balance) FROM accounts WHERE kind = 'user'")).scalar_one() == 3 * 10**17
+            users = conn.execute(text("SELECT sum(balance) FROM accounts WHERE kind = 'user'")).scalar_one()
+            assert users == 3 * 10**17
     finally:
         engine.dispose()
 
@@ -214,7 +217,7 @@ def test_the_migration_names_the_damage_instead_of_half_applying(old_db_url: str
     engine = make_engine(old_db_url, pool_size=1)
     try:
         _write_deposits(engine, [MAX_MINOR, MAX_MINOR], -2 * MAX_MINOR)
-        with pytest.raises((RuntimeError, DBAPIError), match="accounts.balance are outside the storage range"):
+        with pytest.raises((RuntimeError, DBAPIError), match=r"accounts\.balance are outside the storage range"):
             upgrade(old_db_url)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"

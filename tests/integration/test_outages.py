@@ -83,12 +83,15 @@ def test_the_largest_possible_page_token_is_a_valid_empty_position(wallet: Walle
 def health(core: Core) -> dict[str, int]:
     with grpc.insecure_channel(core.target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return {name: stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status for name in SERVICES}
+        # types-grpcio-health-checking declares the stub without its methods
+        return {name: stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status  # type: ignore[attr-defined]
+                for name in SERVICES}
 
 
 def wait_for_health(core: Core, status: int) -> None:
-    wanted = {name: status for name in SERVICES}
-    wait_until(lambda: health(core) == wanted, 30, f"health did not turn {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
+    wanted = dict.fromkeys(SERVICES, status)
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    wait_until(lambda: health(core) == wanted, 30, f"health did not turn {name}")
 
 
 def assert_unavailable(call: object) -> None:
@@ -125,7 +128,9 @@ def postgres_refusing(db: PostgresDatabase) -> Iterator[None]:
 @contextmanager
 def sqlite_held(url: str) -> Iterator[None]:
     """Another connection holds the database's write lock (as a stuck process would); released on exit."""
-    holder = sqlite3.connect(make_url(url).database, isolation_level=None, timeout=30)
+    path = make_url(url).database
+    assert path is not None
+    holder = sqlite3.connect(path, isolation_level=None, timeout=30)
     try:
         holder.execute("BEGIN IMMEDIATE")
         yield

@@ -91,7 +91,8 @@ def test_a_pool_over_its_cap_pays_none_of_its_new_payouts(staked: WalletClient) 
 
 
 def test_the_cap_counts_what_earlier_calls_paid(staked: WalletClient) -> None:
-    assert [r.settled for r in staked.settle_batch([payout(1, "3.00", cap="4.00"), payout(2, "1.00", cap="4.00")])] == [True, True]
+    results = staked.settle_batch([payout(1, "3.00", cap="4.00"), payout(2, "1.00", cap="4.00")])
+    assert [r.settled for r in results] == [True, True]
     # the pool has paid its 4.00: a later call for another of its bets may pay nothing more
     (over,) = staked.settle_batch([payout(3, "0.01", cap="4.00")])
     assert isinstance(over.error, PayoutCapExceeded) and "4.00 paid before" in over.error.message
@@ -110,7 +111,8 @@ def test_items_refused_on_their_own_do_not_stop_the_others(staked: WalletClient)
     staked.settle_batch([payout(3, "3.00")])
     (again,) = staked.settle_batch([SettleItem("payout:3b", ALICE, "1.00", "bet:3", POOL)])
     assert isinstance(again.error, AlreadySettled)
-    assert {f.transaction_id for f in staked.list_settlement_failures("fanteam").failures} == {"payout:1", "payout:2", "payout:3b"}
+    failures = staked.list_settlement_failures("fanteam").failures
+    assert {f.transaction_id for f in failures} == {"payout:1", "payout:2", "payout:3b"}
 
 
 def test_what_concerns_the_whole_call_refuses_it(staked: WalletClient) -> None:

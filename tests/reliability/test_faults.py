@@ -18,9 +18,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -33,7 +33,14 @@ from tests.support.db import PostgresDatabase, assert_reconciled, postgres_serve
 from tests.support.processes import EDGE_TOKEN, CoreProcess, running_edge, wait_for_postgres
 from tests.support.servers import TOKENS, Core, running_core
 from tests.support.torture import (
-    Run, all_or_nothing, evaluate, make_plan, minor_units, money, ref, run_scripts,
+    Run,
+    all_or_nothing,
+    evaluate,
+    make_plan,
+    minor_units,
+    money,
+    ref,
+    run_scripts,
 )
 from wallet_core.storage.engine import make_engine
 
@@ -52,7 +59,7 @@ def converge(target: str, engine: Engine, run: Run) -> list[str]:
     """Every check the campaign makes after a fault; returns the violations."""
     with WalletClient(target, token=TOKENS["admin"], timeout=10, max_attempts=10) as admin:
         balances = {u: minor_units(admin.get_balance(ref(u)).balance) for u in USERS}
-    violations = evaluate(run.records, {u: OPENING for u in USERS}, balances)
+    violations = evaluate(run.records, dict.fromkeys(USERS, OPENING), balances)
     violations += all_or_nothing(engine, run.records)
     if run.gave_up:
         violations.append(f"{len(run.gave_up)} calls never got a definite answer, e.g. {run.gave_up[:2]}")
@@ -185,7 +192,8 @@ BETTOR = "7001"
 def bets_body(bet_uid: int, amount: str = "10.00", user: str = BETTOR) -> dict[str, object]:
     return {"bets": [{
         "user": {"client": "fanteam", "uid": int(user), "ip": "203.0.113.7"},
-        "pool": {"client": "fanteam", "currency": "FUN", "game": "betflex", "uid": 550000 + bet_uid, "overdraw": "30.00"},
+        "pool": {"client": "fanteam", "currency": "FUN", "game": "betflex", "uid": 550000 + bet_uid,
+                 "overdraw": "30.00"},
         "bet": {"uid": bet_uid, "amount": amount},
     }]}
 
@@ -221,7 +229,7 @@ def balance(core: Core, user: str = BETTOR) -> str:
         return str(admin.get_balance(ref_fanteam(user)).balance)
 
 
-def ref_fanteam(user: str):  # type: ignore[no-untyped-def]
+def ref_fanteam(user: str):
     from clients import AccountRef
 
     return AccountRef("fanteam", user, "FUN")

@@ -49,8 +49,8 @@ def slip(*bets: tuple[int, str] | tuple[int, str, int]) -> dict[str, Any]:
     """A /bets body for the bettor: (bet uid, amount[, pool uid])."""
     return {"bets": [{
         "user": {"client": "fanteam", "uid": int(BETTOR.user_id), "ip": "203.0.113.7"},
-        "pool": {"client": "fanteam", "currency": "FUN", "game": "betflex", "uid": b[2] if len(b) > 2 else 550000 + b[0],
-                 "overdraw": "30.00"},
+        "pool": {"client": "fanteam", "currency": "FUN", "game": "betflex",
+                 "uid": b[2] if len(b) > 2 else 550000 + b[0], "overdraw": "30.00"},
         "bet": {"uid": b[0], "amount": b[1]},
     } for b in bets]}
 
@@ -64,7 +64,8 @@ class Betflex:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, body: dict[str, Any]) -> int:
-        response = httpx.post(f"{self.url}/bets", json=body, headers={"Authorization": f"Bearer {EDGE_TOKEN}"}, timeout=60)
+        response = httpx.post(f"{self.url}/bets", json=body, headers={"Authorization": f"Bearer {EDGE_TOKEN}"},
+                              timeout=60)
         with self.lock:
             self.answers.append(([b["bet"]["uid"] for b in body["bets"]], response.status_code, response.text))
         return response.status_code
@@ -72,7 +73,11 @@ class Betflex:
     def until_definite(self, body: dict[str, Any], timeout: float = 30) -> int:
         """Deliver again and again, as betflex does after a 503, until the answer is not a 503."""
         statuses: list[int] = []
-        wait_until(lambda: statuses.append(self.post(body)) or statuses[-1] != 503, timeout, "no definite answer")
+        def definite() -> bool:
+            statuses.append(self.post(body))
+            return statuses[-1] != 503
+
+        wait_until(definite, timeout, "no definite answer")
         return statuses[-1]
 
     def check(self, engine: Engine) -> None:
@@ -91,7 +96,7 @@ class Betflex:
                     f is not None for f in facts.values())):
                 problems.append(f"409 for {uids} but the ledger holds {facts}")
         problems += [f"bet {uid} was answered both 200 and 402" for uid, s in seen.items() if {200, 402} <= s]
-        assert not problems, "\n".join(problems + [f"answers: {[(u, s) for u, s, _ in self.answers]}"])
+        assert not problems, "\n".join([*problems, f"answers: {[(u, s) for u, s, _ in self.answers]}"])
         assert_reconciled(engine)
 
 

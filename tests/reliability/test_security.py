@@ -17,7 +17,12 @@ from clients import AccountRef, DebitItem, Purpose, WalletClient
 from clients.errors import PermissionDenied, Unauthenticated, Unavailable, WalletError
 from tests.support.db import dump
 from tests.support.processes import (
-    EDGE_TOKEN, CoreProcess, EdgeProcess, make_certificates, running_core_process, running_edge,
+    EDGE_TOKEN,
+    CoreProcess,
+    EdgeProcess,
+    make_certificates,
+    running_core_process,
+    running_edge,
 )
 from tests.support.servers import TOKENS, Core, running_core
 
@@ -57,7 +62,8 @@ def test_a_token_for_one_client_cannot_move_another_clients_money_in_a_mixed_deb
     before = dump(funded.engine)
     with WalletClient(funded.target, token=TOKENS["fanteam"], timeout=10) as fanteam:
         with pytest.raises((PermissionDenied, WalletError)) as refused:
-            fanteam.debit([DebitItem("mine", FANTEAM, "1.00", Purpose.STAKE), DebitItem("theirs", OTHER, "1.00", Purpose.STAKE)])
+            fanteam.debit([DebitItem("mine", FANTEAM, "1.00", Purpose.STAKE),
+                           DebitItem("theirs", OTHER, "1.00", Purpose.STAKE)])
         assert isinstance(refused.value, PermissionDenied) or refused.value.reason == "INVALID_ARGUMENT"
         with pytest.raises(PermissionDenied):
             fanteam.cancel("other", "other-bet")
@@ -94,7 +100,9 @@ def hashed_stack(db_url: str, tmp_path: Path) -> Iterator[tuple[CoreProcess, Edg
         yield core, edge
 
 
-def test_secrets_given_as_hashes_work_and_no_token_is_ever_logged(hashed_stack: tuple[CoreProcess, EdgeProcess]) -> None:
+def test_secrets_given_as_hashes_work_and_no_token_is_ever_logged(
+    hashed_stack: tuple[CoreProcess, EdgeProcess],
+) -> None:
     core, edge = hashed_stack
     with WalletClient(core.target, token=SECRET_CORE, timeout=10) as fanteam:
         fanteam.open_account(FANTEAM)

@@ -39,7 +39,7 @@ def test_processes_and_threads_on_few_wallets_add_up(core: Core, long_mode: bool
 
     with WalletClient(core.target, token=TOKENS["admin"], timeout=10) as admin:
         balances = {u: int(admin.get_balance(ref(u)).balance * 100) for u in users}
-    violations = evaluate(run.records, {u: OPENING for u in users}, balances)
+    violations = evaluate(run.records, dict.fromkeys(users, OPENING), balances)
     if watcher.lowest is not None and watcher.lowest < 0:
         violations.append(f"the watcher saw a wallet at {watcher.lowest}")
     if run.gave_up:

@@ -60,7 +60,7 @@ class Fact:
 class MemoryLedger(Ledger):
     """The real Ledger and Book over an in-memory store (no engine, no committer thread)."""
 
-    def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:  # noqa: D107
+    def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:
         # the engine is never used: every call is a batch of one, applied by _run_batch below
         super().__init__(create_engine("sqlite://"), currencies, group_commit=False, clock=clock)
         self.wallets: dict[AccountKey, Wallet] = {}
@@ -68,7 +68,7 @@ class MemoryLedger(Ledger):
         self.rows: list[Tx] = []
         self.entries: list[tuple[Tx, int, int]] = []
         self.system_ids: dict[tuple[str, str], dict[AccountKind, int]] = {}
-        self.system_balances: dict[int, int] = {}
+        self.system_cache: dict[int, int] = {}
         self._ids = 0
 
     def _id(self) -> int:
@@ -79,19 +79,19 @@ class MemoryLedger(Ledger):
         if (key.client, key.currency) not in self.system_ids:
             ids = {kind: self._id() for kind in (AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER)}
             self.system_ids[(key.client, key.currency)] = ids
-            self.system_balances.update({i: 0 for i in ids.values()})
+            self.system_cache.update(dict.fromkeys(ids.values(), 0))
         self.wallets[key] = Wallet(self._id(), key, 0, AccountStatus.ACTIVE, 0)
 
     def _run_batch(self, calls: Sequence[Call]) -> list[Outcome]:
         book = Book(self.currencies, self.clock(), lambda c, cur: self.system_ids[(c, cur)], self.wallets, self.txs,
-                    system_balances=self.system_balances)
+                    system_balances=self.system_cache)
         outcomes = [book.apply(call) for call in calls]
         for tx in book.new_txs:
             tx.pk = self._id()
             self.rows.append(tx)
         self.entries.extend(book.new_entries)
         for account_id, delta in book.system_deltas.items():
-            self.system_balances[account_id] += delta
+            self.system_cache[account_id] += delta
         for wallet in book.changed_wallets():
             wallet.loaded_balance = wallet.balance
         return outcomes
@@ -125,9 +125,10 @@ class MemoryLedger(Ledger):
                 found.append(f"wallet {wallet.key} caches {wallet.balance}, its entries sum to {by_account[wallet.id]}")
             if wallet.balance < 0:
                 found.append(f"wallet {wallet.key} is overdrawn: {wallet.balance}")
-        for account_id, balance in self.system_balances.items():
+        for account_id, balance in self.system_cache.items():
             if balance != by_account[account_id]:
-                found.append(f"system account {account_id} caches {balance}, its entries sum to {by_account[account_id]}")
+                found.append(
+                    f"system account {account_id} caches {balance}, its entries sum to {by_account[account_id]}")
         open_stakes: dict[tuple[str, str], int] = defaultdict(int)
         closers: dict[int, int] = defaultdict(int)
         for tx in self.rows:
@@ -136,9 +137,10 @@ class MemoryLedger(Ledger):
             if tx.target is not None and tx.status == TxStatus.APPLIED:
                 closers[id(tx.target)] += 1
         for (client, currency), ids in self.system_ids.items():
-            in_play = self.system_balances[ids[AccountKind.IN_PLAY]]
+            in_play = self.system_cache[ids[AccountKind.IN_PLAY]]
             if in_play != open_stakes[(client, currency)]:
-                found.append(f"in_play of {client}/{currency} is {in_play}, open stakes sum to {open_stakes[(client, currency)]}")
+                found.append(f"in_play of {client}/{currency} is {in_play}, "
+                             f"open stakes sum to {open_stakes[(client, currency)]}")
         for tx in self.rows:
             if tx.stake is not None and tx.stake.state != StakeState.OPEN and closers[id(tx)] != 1:
                 found.append(f"stake {tx.transaction_id} is {tx.stake.state} by {closers[id(tx)]} transactions")
@@ -148,7 +150,7 @@ class MemoryLedger(Ledger):
 class SqlLedger(Ledger):
     """The real Ledger on a real database (SQLite in the simulation), one call per batch."""
 
-    def __init__(self, engine: Engine, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:  # noqa: D107
+    def __init__(self, engine: Engine, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:
         super().__init__(engine, currencies, group_commit=False, clock=clock)
 
     def open_wallet(self, key: AccountKey) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 from clients import CancelOutcome, DebitItem
 from clients.errors import StakeCancelled, Unavailable, WalletError
-
 from edge_http import errors
 from edge_http.placement import Placed, Placement, Refused, TakenBet, Unresolved, debit_items, format_amount
 from edge_http.retry import call_core
@@ -87,15 +86,16 @@ class LegacyBetPlacer:
 
     def _taken(self, uids: Sequence[int], result: Any) -> Placement:
         transactions = list(result.transactions)
-        if any(str(getattr(tx.stake_state, "name", tx.stake_state)).upper().endswith("CANCELLED") for tx in transactions):
+        states = [str(getattr(tx.stake_state, "name", tx.stake_state)).upper() for tx in transactions]
+        if any(state.endswith("CANCELLED") for state in states):
             return Refused(errors.BETS_CODES[StakeCancelled], "these bets were cancelled; nothing is taken")
         return Placed([TakenBet(uid, tx.transaction_id, format_amount(tx.balance_after))
-                       for uid, tx in zip(uids, transactions)], bool(result.replayed))
+                       for uid, tx in zip(uids, transactions, strict=True)], bool(result.replayed))
 
     async def _cancel(self, client: str, items: Sequence[DebitItem]) -> Placement:
         deadline = self._now() + self._cancel_deadline
         outcomes = await asyncio.gather(*(self._cancel_one(client, item, deadline) for item in items))
-        unconfirmed = [i.transaction_id for i, o in zip(items, outcomes) if o not in CONFIRMED_CANCELS]
+        unconfirmed = [i.transaction_id for i, o in zip(items, outcomes, strict=True) if o not in CONFIRMED_CANCELS]
         if not unconfirmed:
             return Refused(errors.WALLET_UNAVAILABLE, "the wallet did not answer in time; the bets were cancelled")
         return Unresolved("outcome unknown; retry this callback", unconfirmed)

@@ -26,7 +26,17 @@ from typing import Any, TypeVar
 
 import grpc
 
-from clients import Account, AccountRef, CreditResult, DebitItem, DebitResult, FenceResult, Purpose, SettleItem, SettleResult
+from clients import (
+    Account,
+    AccountRef,
+    CreditResult,
+    DebitItem,
+    DebitResult,
+    FenceResult,
+    Purpose,
+    SettleItem,
+    SettleResult,
+)
 from clients import _convert as c
 from clients.errors import DeadlineExceeded, Unavailable, WalletError, from_rpc_error
 from wallet_core.grpc_api.auth import Authenticator, parse_token_spec
@@ -88,7 +98,7 @@ class Faults:
 
 
 class Aborted(Exception):
-    def __init__(self, status: grpc.Status) -> None:
+    def __init__(self, status: grpc.Status | _Status) -> None:
         super().__init__(status.details)
         self.status = status
 
@@ -99,7 +109,7 @@ class _Context:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {TOKEN}"),)
 
-    def abort_with_status(self, status: grpc.Status) -> None:
+    def abort_with_status(self, status: grpc.Status | _Status) -> None:
         raise Aborted(status)
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
@@ -116,7 +126,7 @@ class _Status:
 class _RpcError(grpc.RpcError):
     """A failed call as the client library sees it."""
 
-    def __init__(self, status: Any) -> None:
+    def __init__(self, status: grpc.Status | _Status) -> None:
         self._status = status
 
     def code(self) -> grpc.StatusCode:
@@ -173,7 +183,9 @@ class SimCore:
         """The simulation faults the calls, not the database: the core always reaches its ledger."""
         return True
 
-    async def cancel(self, client: str, transaction_id: str, *, reference: str = "", timeout: float | None = None) -> Any:
+    async def cancel(
+        self, client: str, transaction_id: str, *, reference: str = "", timeout: float | None = None,
+    ) -> Any:
         """Only the pre-fix edge (tests/sim/legacy.py) calls this: the new edge never reverses a stake."""
         return await self._rpc(c.cancel(client, transaction_id, reference), timeout)
 
@@ -192,14 +204,15 @@ class SimCore:
         if kind == "refuse" or self._faults.down_at(loop.time()):
             self._trace(f"{key} connect refused{'' if kind == 'refuse' else ' (core down)'}")
             await asyncio.sleep(0.001)
-            raise Unavailable("failed to connect to all addresses", code=grpc.StatusCode.UNAVAILABLE, connect_failed=True)
+            raise Unavailable("failed to connect to all addresses", code=grpc.StatusCode.UNAVAILABLE,
+                              connect_failed=True)
         answer: asyncio.Future[tuple[str, Any]] = loop.create_future()
         task = loop.create_task(self._serve(key, kind, method, request, there, back, answer))
         self.in_flight.add(task)
         task.add_done_callback(self.in_flight.discard)
         try:
             outcome, value = await asyncio.wait_for(asyncio.shield(answer), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._trace(f"{key} deadline exceeded after {timeout:g} s")
             raise DeadlineExceeded("Deadline Exceeded", code=grpc.StatusCode.DEADLINE_EXCEEDED) from None
         if outcome == "reset":
@@ -227,7 +240,8 @@ class SimCore:
             outcome: tuple[str, Any] = ("ok", getattr(self._service, method)(request, _Context()))
         except Aborted as aborted:
             outcome = ("error", aborted.status)
-        self._trace(f"{key} applied at the core: {outcome[0]}{'' if outcome[0] == 'ok' else ' ' + str(outcome[1].details)[:90]}")
+        detail = "" if outcome[0] == "ok" else " " + str(outcome[1].details)[:90]
+        self._trace(f"{key} applied at the core: {outcome[0]}{detail}")
         await asyncio.sleep(back)
         if kind == "lose_answer" or self._faults.down_at(loop.time()):
             self._trace(f"{key} answer lost after the commit")

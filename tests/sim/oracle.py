@@ -59,7 +59,8 @@ class Oracle:
         self.every_step = hasattr(ledger, "rows")  # the in-memory ledger is cheap enough to check after every answer
 
     def fact(self, bet: Bet) -> Fact | None:
-        return self.ledger.fact(CLIENT, stake_id(CLIENT, bet.uid))  # type: ignore[attr-defined]
+        fact: Fact | None = self.ledger.fact(CLIENT, stake_id(CLIENT, bet.uid))  # type: ignore[attr-defined]
+        return fact
 
     def record(self, answer: Answer) -> None:
         self.answers.append(answer)
@@ -97,7 +98,8 @@ class Oracle:
                     kind = "402 conflict on a taken bet" if answer.code == "duplicate_bet_conflict" else "402 but taken"
                     found.append(f"[{kind}] {answer}: bet {bet.uid} is taken ({fact})")
                 elif fact is None or not fact.void:
-                    found.append(f"[402 not final] {answer}: bet {bet.uid} is neither refused nor fenced: a later delivery may take it")
+                    found.append(f"[402 not final] {answer}: bet {bet.uid} is neither refused nor fenced: "
+                                 "a later delivery may take it")
         elif answer.status == 409:
             if not any(fact is not None and fact.taken for _, fact in facts):
                 found.append(f"[409 nothing taken] {answer}: no bet of the slip is taken")

@@ -113,10 +113,12 @@ async def _simulate(scenario: Scenario, make_ledger: LedgerFactory, legacy: bool
         numbers[slip.key] += 1
         n = numbers[slip.key]
         DELIVERY.set(f"s{slip.key}d{n}")
-        note(f"betflex delivers slip {slip.key} (#{n}): " + ", ".join(f"{b.uid}:{b.user}:{b.amount}:{b.currency}:pool{b.pool}" for b in slip.bets))
+        note(f"betflex delivers slip {slip.key} (#{n}): "
+             + ", ".join(f"{b.uid}:{b.user}:{b.amount}:{b.currency}:pool{b.pool}" for b in slip.bets))
         _, placement = await placer.handle(slip.body())
         status = http_status(placement)
-        lost = not scenario.faults.quiet and random.Random(f"{scenario.seed}:lost:{slip.key}:{n}").random() < scenario.answer_loss
+        lost = (not scenario.faults.quiet
+                and random.Random(f"{scenario.seed}:lost:{slip.key}:{n}").random() < scenario.answer_loss)
         received = not lost
         answer = Answer(loop.time(), slip.key, n, status, getattr(placement, "code", ""), received)
         note(f"edge answers {answer}")
@@ -164,7 +166,8 @@ async def _simulate(scenario: Scenario, make_ledger: LedgerFactory, legacy: bool
             await deliver(slip)
     for slip in scenario.slips:
         if oracle.unresolved(slip):
-            oracle.violations.append(f"[no convergence] slip {slip.key} still has no definite answer with no fault left")
+            oracle.violations.append(
+                f"[no convergence] slip {slip.key} still has no definite answer with no fault left")
     result.violations = oracle.violations + oracle.final()
     result.faults.update(scenario.faults.counts)
     result.simulated_seconds = loop.time()
@@ -212,7 +215,8 @@ def shrink(scenario: Scenario, make_ledger: LedgerFactory = memory_ledger, *, le
         for name in ("down", "stalls"):
             for window in list(getattr(scenario.faults, name)):
                 kept = [w for w in getattr(scenario.faults, name) if w is not window]
-                candidate = replace(scenario, faults=replace(scenario.faults, **{name: kept}))
+                change: dict[str, Any] = {name: kept}
+                candidate = replace(scenario, faults=replace(scenario.faults, **change))
                 if tries < budget and attempt(candidate):
                     scenario, changed = candidate, True
         if scenario.faults.rate and tries < budget:
@@ -248,7 +252,8 @@ def report_failure(scenario: Scenario, make_ledger: LedgerFactory = memory_ledge
     return "\n".join([
         f"SEED {scenario.seed} FAILS ({len(first.violations)} violations); replay: "
         f"python -m tests.sim.runner --seed {scenario.seed}{' --legacy' if legacy else ''}",
-        *first.violations[:10], "", "shrunk to:", *describe(small), *shrunk.violations[:10], "", "trace:", *shrunk.trace,
+        *first.violations[:10], "", "shrunk to:", *describe(small), *shrunk.violations[:10], "", "trace:",
+        *shrunk.trace,
     ])
 
 
@@ -290,7 +295,8 @@ class Campaign:
         return (f"{self.seeds} seeds, {self.deliveries} deliveries ({answers}), faults injected: {faults}; "
                 f"{self.simulated_seconds / 3600:.1f} simulated hours in {self.wall_seconds:.1f} s; "
                 f"{len(self.failing)} failing seeds{': ' + str(self.failing[:20]) if self.failing else ''}"
-                + "".join(f"\n  [{name}] {len(seeds)} seeds, e.g. {seeds[:8]}" for name, seeds in sorted(self.by_category.items())))
+                + "".join(f"\n  [{name}] {len(seeds)} seeds, e.g. {seeds[:8]}"
+                          for name, seeds in sorted(self.by_category.items())))
 
 
 def _chunk(args: tuple[int, int, bool]) -> Campaign:
@@ -314,10 +320,11 @@ def campaign(seeds: range, make_ledger: LedgerFactory = memory_ledger, *, legacy
             figures.add(run(generate(seed), make_ledger, legacy=legacy))
             seed += 1
     else:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(workers) as pool:
-            next_seed, running = seeds.start, set()
+            next_seed = seeds.start
+            running: set[Future[Any]] = set()
 
             def more() -> bool:
                 return next_seed < seeds.stop or figures.deliveries < min_deliveries

@@ -33,9 +33,9 @@ def explain(failing: list[int], **kwargs: object) -> str:
 @pytest.mark.timeout(3600)  # short mode takes well under a minute; --long, about 20 minutes of CPU
 def test_every_seed_keeps_one_decision_per_bet(long_mode: bool) -> None:
     if long_mode:
-        figures = campaign(range(0, SHORT_SEEDS), min_deliveries=LONG_DELIVERIES, workers=2)
+        figures = campaign(range(SHORT_SEEDS), min_deliveries=LONG_DELIVERIES, workers=2)
     else:
-        figures = campaign(range(0, SHORT_SEEDS))
+        figures = campaign(range(SHORT_SEEDS))
     FIGURES["in-memory ledger" + (" (long)" if long_mode else "")] = figures.render()
     assert figures.seeds >= SHORT_SEEDS and (not long_mode or figures.deliveries >= LONG_DELIVERIES)
     assert figures.answers[200] and figures.answers[402] and figures.answers[409] and figures.answers[503]
@@ -43,7 +43,7 @@ def test_every_seed_keeps_one_decision_per_bet(long_mode: bool) -> None:
 
 
 def test_the_same_seeds_hold_on_a_real_sqlite_ledger(sqlite_template: SqliteTemplate, tmp_path: Path) -> None:
-    figures = campaign(range(0, 40), sqlite_ledger(sqlite_template.path, tmp_path))
+    figures = campaign(range(40), sqlite_ledger(sqlite_template.path, tmp_path))
     FIGURES["SQLite ledger"] = figures.render()
     assert not figures.failing, explain(figures.failing, make_ledger=sqlite_ledger(sqlite_template.path, tmp_path))
 
@@ -63,7 +63,7 @@ OLD_DEFECTS = {
 
 
 def test_the_simulation_catches_every_defect_of_the_old_rule() -> None:
-    figures = campaign(range(0, 300), legacy=True)
+    figures = campaign(range(300), legacy=True)
     lines = []
     for defect, categories in OLD_DEFECTS.items():
         seeds = sorted({s for c in categories for s in figures.by_category.get(c, [])})

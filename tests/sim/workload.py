@@ -41,7 +41,8 @@ class Slip:
         return json.dumps({"bets": [
             {
                 "user": {"client": CLIENT, "uid": int(b.user), "ip": "203.0.113.7"},
-                "pool": {"client": CLIENT, "currency": b.currency, "game": "betflex", "uid": b.pool, "overdraw": "9.99"},
+                "pool": {"client": CLIENT, "currency": b.currency, "game": "betflex", "uid": b.pool,
+                         "overdraw": "9.99"},
                 "bet": {"uid": b.uid, "amount": b.amount},
             }
             for b in self.bets
@@ -94,7 +95,7 @@ def generate(seed: int) -> Scenario:
             if roll < 0.08:  # the same uid with other content
                 bet = replace(bet, amount=rng.choice(["3.00", "7.00"]))
             elif roll < 0.12:
-                bet = replace(bet, user=rng.choice(users + ["4242"]))  # 4242 has no wallet
+                bet = replace(bet, user=rng.choice([*users, "4242"]))  # 4242 has no wallet
             elif roll < 0.14:
                 bet = replace(bet, amount=rng.choice(["-1.00", "1.001", "1e3"]))  # refused by the edge or the core
             elif roll < 0.15:
@@ -113,7 +114,8 @@ def generate(seed: int) -> Scenario:
             result.append(Window(start, start + rng.uniform(0.2, longest)))
         return result
 
-    faults = Faults(seed=seed, rate=rng.choice([0.0, 0.05, 0.15, 0.3, 0.5]), down=windows(2, 8.0), stalls=windows(2, 8.0))
+    faults = Faults(seed=seed, rate=rng.choice([0.0, 0.05, 0.15, 0.3, 0.5]), down=windows(2, 8.0),
+                    stalls=windows(2, 8.0))
     edge = Edge(bets_deadline=rng.choice([1.0, 3.0]), attempt_timeout=rng.choice([0.3, 1.0]),
                 fence_deadline=rng.choice([1.0, 3.0]))
     return Scenario(seed, deposits, slips, faults, edge, answer_loss=rng.choice([0.0, 0.1, 0.3]))

@@ -55,7 +55,8 @@ class PostgresDatabase:
 def postgres_or_skip() -> PostgresDatabase:
     try:
         return PostgresDatabase()
-    except Exception as exc:  # server missing: skip, or fail when CI demands PostgreSQL
+    # server missing (whatever the driver raises): skip, or fail when CI demands PostgreSQL
+    except Exception as exc:  # noqa: BLE001
         message = f"PostgreSQL test server unreachable at {make_url(postgres_server_url())!r}: {exc}"
         if postgres_required():
             pytest.fail(message + " (WALLET_TEST_REQUIRE_POSTGRES=1)")

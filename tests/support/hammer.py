@@ -49,6 +49,7 @@ def mixed_plan(seed: int, wallets: list[str], threads: int, per_thread: int) -> 
     """For each thread, a fixed list of (kind, wallet, minor units): deposits and debits mixed."""
     rng = random.Random(seed)
     return [
-        [(rng.choice(["deposit", "debit", "debit"]), rng.choice(wallets), rng.randint(1, 500)) for _ in range(per_thread)]
+        [(rng.choice(["deposit", "debit", "debit"]), rng.choice(wallets), rng.randint(1, 500))
+         for _ in range(per_thread)]
         for _ in range(threads)
     ]

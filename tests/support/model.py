@@ -26,7 +26,7 @@ class Model:
     users: tuple[str, ...]
     balances: dict[str, int] = field(default_factory=dict)
     # transaction id -> (content, result); content is what a replay must repeat exactly
-    decided: dict[str, tuple[tuple, Result]] = field(default_factory=dict)
+    decided: dict[str, tuple[tuple[object, ...], Result]] = field(default_factory=dict)
     stakes: dict[str, ModelStake] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
     settled_by: dict[str, str] = field(default_factory=dict)  # payout id -> stake id
@@ -127,7 +127,8 @@ class Model:
 
     def correct(self, tid: str, stake_id: str, new_payout: int | None, policy: str) -> Result:
         """Unsettle (new_payout None) or resettle a settled stake; policy "refuse" or "debt"."""
-        content: tuple = ("unsettle", stake_id) if new_payout is None else ("resettle", stake_id, new_payout)
+        content: tuple[object, ...] = (
+            ("unsettle", stake_id) if new_payout is None else ("resettle", stake_id, new_payout))
         if tid in self.decided or tid in self.tombstones:
             return self._replay(tid, content)
         if stake_id in self.tombstones:
@@ -174,11 +175,11 @@ class Model:
         self.debts[user] = self.debts.get(user, 0) - repaid
         self.balances[user] += amount - repaid
 
-    def _decide(self, tid: str, content: tuple, result: Result) -> Result:
+    def _decide(self, tid: str, content: tuple[object, ...], result: Result) -> Result:
         self.decided[tid] = (content, result)
         return result
 
-    def _replay(self, tid: str, content: tuple) -> Result:
+    def _replay(self, tid: str, content: tuple[object, ...]) -> Result:
         if tid in self.tombstones or self.decided[tid][0] != content:
             return ("error", "IDEMPOTENCY_CONFLICT")
         return self.decided[tid][1]

@@ -135,13 +135,16 @@ class CoreProcess(_Process):
 
     def serving(self) -> bool:
         if not self.alive():
-            raise ProcessDied(f"the core exited with {self.proc.returncode if self.proc else None}:\n{self.log()[-3000:]}")
+            code = self.proc.returncode if self.proc else None
+            raise ProcessDied(f"the core exited with {code}:\n{self.log()[-3000:]}")
         if self.root_certificates is not None:
             channel = grpc.secure_channel(self.target, grpc.ssl_channel_credentials(self.root_certificates))
         else:
             channel = grpc.insecure_channel(self.target)
         with channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            stub = health_pb2_grpc.HealthStub(channel)
+            # types-grpcio-health-checking declares the stub without its methods
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)  # type: ignore[attr-defined]
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     def restart(self) -> None:

@@ -24,7 +24,8 @@ import uvicorn
 
 from edge_http.app import create_app
 from edge_http.config import EdgeSettings
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port as free_port  # re-exported: the e2e tests import it from here
+from tests.support.processes import wait_until as wait_until  # re-exported too
 from tests.support.servers import TOKENS
 
 EDGE_TOKEN = "tok-betflex-edge"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from clients import AccountRef, CancelOutcome, DebitItem, Purpose, WalletClient
+from clients import AccountRef, DebitItem, Purpose, WalletClient
 from clients.errors import DeadlineExceeded, TransportError, Unavailable, WalletError
 
 CLIENT = "torture"
@@ -37,7 +37,8 @@ def money(minor: int) -> str:
     return f"{minor // 100}.{minor % 100:02d}"
 
 
-def minor_units(value: Decimal | str) -> int:
+def minor_units(value: Decimal | str | None) -> int:
+    assert value is not None, "the core always answers a balance here"
     return int(Decimal(value) * 100)
 
 
@@ -126,7 +127,8 @@ def _call(client: WalletClient, op: Op) -> Record:
         result = client.deposit(tid, ref(user), money(amount))
         return Record(op, "ok", balances=[minor_units(result.transaction.balance_after)])
     if kind == "debit":
-        items = [DebitItem(tid, ref(user), money(amount), Purpose[purpose], "torture") for tid, user, amount, purpose in op[1]]
+        items = [DebitItem(tid, ref(user), money(amount), Purpose[purpose], "torture")
+                 for tid, user, amount, purpose in op[1]]
         debit = client.debit(items)
         return Record(op, "ok", balances=[minor_units(t.balance_after) for t in debit.transactions])
     if kind == "payout":

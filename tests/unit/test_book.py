@@ -33,14 +33,15 @@ SYSTEM = {AccountKind.IN_PLAY: 901, AccountKind.HOUSE: 902, AccountKind.CASHIER:
 @pytest.fixture
 def book() -> Book:
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
-    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
+    b.system_balances = dict.fromkeys(SYSTEM.values(), 0)
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     b.wallets[BOB] = Wallet(2, BOB, 0, "active", 0)
     return b
 
 
 def stake(*items: tuple[str, AccountKey, str]) -> DebitCall:
-    parsed = [(DebitItem(tid, key, amount, Purpose.STAKE, "pool:1"), EUR, EUR.parse(amount)) for tid, key, amount in items]
+    parsed = [(DebitItem(tid, key, amount, Purpose.STAKE, "pool:1"), EUR, EUR.parse(amount))
+              for tid, key, amount in items]
     ids = tuple(sorted(t for t, _, _ in items))
     return DebitCall(parsed, [debit_fingerprint(i, m, ids) for i, _, m in parsed])
 
@@ -170,7 +171,8 @@ def test_a_fence_tombstones_unknown_ids_reports_the_rest_and_moves_no_money(book
         (FenceOutcome.APPLIED, ""), (FenceOutcome.REFUSED, "INSUFFICIENT_FUNDS"), (FenceOutcome.FENCED, ""),
     ]
     assert len(book.new_entries) == entries and book.wallets[ALICE].balance == balance
-    assert book.txs[("fanteam", "taken")].stake.state == StakeState.OPEN
+    stake_of_taken = book.txs[("fanteam", "taken")].stake
+    assert stake_of_taken is not None and stake_of_taken.state == StakeState.OPEN
     assert isinstance(book.apply(stake(("new", ALICE, "1.00"))), errors.StakeCancelled)
 
 

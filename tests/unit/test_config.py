@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -59,7 +60,7 @@ def test_a_file_section_named_wallet_is_read_and_unknown_keys_refused(tmp_path: 
         ({"grpc_tls_cert": "cert.pem"}, "go together"),
     ],
 )
-def test_bad_settings_fail_at_start_naming_the_setting(overrides: dict[str, str], message: str) -> None:
+def test_bad_settings_fail_at_start_naming_the_setting(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises((ValidationError, ValueError), match=message) as caught:
         load_settings(**overrides)
     assert "secret-token" not in str(caught.value)

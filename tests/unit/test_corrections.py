@@ -37,7 +37,7 @@ REFUSE, DEBT = ClawbackPolicy.REFUSE, ClawbackPolicy.DEBT
 def book() -> Book:
     """Alice staked 10.00 of her 100.00 on b1, which was settled with a payout of 50.00: she holds 140.00."""
     b = Book(CurrencyRegistry(), datetime(2026, 1, 1, tzinfo=UTC), lambda client, currency: SYSTEM)
-    b.system_balances = {account_id: 0 for account_id in SYSTEM.values()}
+    b.system_balances = dict.fromkeys(SYSTEM.values(), 0)
     b.wallets[ALICE] = Wallet(1, ALICE, 10000, "active", 10000)
     item = DebitItem("b1", ALICE, "10.00", Purpose.STAKE)
     assert not isinstance(b.apply(DebitCall([(item, EUR, 1000)], [debit_fingerprint(item, 1000, ("b1",))])),
@@ -112,7 +112,8 @@ def test_refuse_policy_refuses_a_clawback_the_wallet_cannot_cover(book: Book) ->
     book.wallets[ALICE].balance = 1000  # she spent most of the win
     refused = book.apply(unsettle("u1", REFUSE))
     assert isinstance(refused, errors.InsufficientFunds)
-    assert book.wallets[ALICE].balance == 1000 and book.txs[("fanteam", "b1")].stake.state == StakeState.SETTLED
+    stake = book.txs[("fanteam", "b1")].stake
+    assert book.wallets[ALICE].balance == 1000 and stake is not None and stake.state == StakeState.SETTLED
     assert [f.command.transaction_id for f in book.failures] == ["u1"]  # kept for operators
 
 
@@ -124,6 +125,7 @@ def test_debt_policy_takes_what_is_there_and_records_the_rest(book: Book) -> Non
     assert balances(book)["receivable"] == -4000
     # later credits pay the debt off first
     deposit = book.apply(credit("d1", "25.00"))
+    assert not isinstance(deposit, errors.WalletError)
     assert deposit.transaction.balance_after == "0.00" and book.wallets[ALICE].debt == 1500
     book.apply(credit("d2", "20.00"))
     assert book.wallets[ALICE].balance == 500 and book.wallets[ALICE].debt == 0

@@ -1,3 +1,5 @@
+from typing import Any
+
 import pytest
 
 from wallet_core.currencies import CurrencyRegistry, parse_overrides
@@ -33,7 +35,7 @@ def test_currency_scale_governs_parsing() -> None:
 
 
 @pytest.mark.parametrize("overrides", [{"fun": 2}, {"F": 2}, {"FUN": -1}, {"FUN": 19}, {"FUN": 2.5}, {"FUN": True}])
-def test_bad_overrides_are_refused(overrides: dict) -> None:
+def test_bad_overrides_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         CurrencyRegistry(overrides)
 

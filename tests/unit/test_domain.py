@@ -2,7 +2,7 @@
 
 import pytest
 
-from wallet_core.domain import AccountKind, Purpose, credit_fingerprint, CreditCommand, AccountKey, postings
+from wallet_core.domain import AccountKey, AccountKind, CreditCommand, Purpose, credit_fingerprint, postings
 
 USER, IN_PLAY, HOUSE, CASHIER = AccountKind.USER, AccountKind.IN_PLAY, AccountKind.HOUSE, AccountKind.CASHIER
 
@@ -35,7 +35,7 @@ def test_zero_payout_keeps_the_stake_in_the_house() -> None:
         (Purpose.CANCEL, {IN_PLAY: -100, USER: 100}),
     ],
 )
-def test_other_movements(purpose: Purpose, expected: dict) -> None:
+def test_other_movements(purpose: Purpose, expected: dict[AccountKind, int]) -> None:
     assert legs(purpose, 100) == expected
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -16,7 +17,8 @@ def test_defaults() -> None:
     assert settings.core_token == "" and settings.core_tls is False and settings.core_tls_ca is None
     assert settings.edge_tokens == settings.edge_allow == settings.edge_trusted_proxies == ""
     assert settings.edge_max_body_bytes == 1_048_576
-    assert (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline) == (3.0, 1.0, 3.0)
+    deadlines = (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline)
+    assert deadlines == (3.0, 1.0, 3.0)
     assert settings.insecure_no_auth is False
     assert settings.listen() == ("127.0.0.1", 8080)
 
@@ -44,9 +46,11 @@ def test_settings_come_from_wallet_variables(monkeypatch: pytest.MonkeyPatch, tm
     assert settings.listen() == ("0.0.0.0", 9000)
     assert (settings.core_addr, settings.core_token, settings.core_tls) == ("core:50051", "core-token", True)
     assert settings.core_tls_ca == tmp_path / "ca.pem"
-    assert (settings.edge_tokens, settings.edge_allow, settings.edge_trusted_proxies) == ("a=fanteam;b=fanteam,casino", "203.0.113.0/24", "10.0.0.0/8")
+    assert (settings.edge_tokens, settings.edge_allow, settings.edge_trusted_proxies) == (
+        "a=fanteam;b=fanteam,casino", "203.0.113.0/24", "10.0.0.0/8")
     assert settings.edge_max_body_bytes == 2048
-    assert (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline) == (5, 0.5, 4)
+    deadlines = (settings.edge_bets_deadline, settings.edge_core_attempt_timeout, settings.edge_fence_deadline)
+    assert deadlines == (5.0, 0.5, 4.0)
     assert settings.insecure_no_auth is True
 
 
@@ -60,11 +64,12 @@ def test_tokens_are_not_in_the_repr() -> None:
     [
         ("http_addr", "8080"), ("http_addr", "host:"), ("http_addr", "host:99999"), ("core_addr", "core"),
         ("edge_allow", "10.0.0.1/8"), ("edge_allow", "everyone"), ("edge_trusted_proxies", "10.0.0.0/40"),
-        ("edge_tokens", "sha256:nothex=fanteam"), ("edge_tokens", "plain-token"), ("edge_max_body_bytes", 0), ("edge_bets_deadline", 0),
+        ("edge_tokens", "sha256:nothex=fanteam"), ("edge_tokens", "plain-token"), ("edge_max_body_bytes", 0),
+        ("edge_bets_deadline", 0),
         ("edge_core_attempt_timeout", -1), ("edge_fence_deadline", 0),
     ],
 )
-def test_a_bad_value_fails_at_start_up_naming_the_setting(field: str, value: object) -> None:
+def test_a_bad_value_fails_at_start_up_naming_the_setting(field: str, value: Any) -> None:
     with pytest.raises(ValidationError) as caught:
         EdgeSettings(**{field: value})
     assert field in str(caught.value)

@@ -119,7 +119,7 @@ def test_every_error_class_of_the_client_has_a_bets_code() -> None:
         (lambda: error(WalletError), False),  # unknown: the worst case
     ],
 )
-def test_which_failures_are_answers_of_the_core(made, definite: bool) -> None:  # type: ignore[no-untyped-def]
+def test_which_failures_are_answers_of_the_core(made, definite: bool) -> None:
     assert errors.is_definite(made()) is definite
 
 

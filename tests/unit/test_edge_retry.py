@@ -12,7 +12,6 @@ import random
 import pytest
 
 from clients.errors import InsufficientFunds, Unavailable
-
 from edge_http.retry import CallPolicy
 
 

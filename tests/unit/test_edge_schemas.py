@@ -104,7 +104,8 @@ def test_a_missing_field_is_invalid_request_naming_it(path: tuple[Any, ...], mes
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"   ", b"{", b"null", b"[]", b'"bets"', b"\xff\xfe", b'{"bets": [}', b"{} trailing", "{\"bets\": \"\u00e9\"}".encode("latin-1")],
+    [b"", b"   ", b"{", b"null", b"[]", b'"bets"', b"\xff\xfe", b'{"bets": [}', b"{} trailing",
+     "{\"bets\": \"\u00e9\"}".encode("latin-1")],
 )
 def test_malformed_json_is_invalid_request(raw: bytes) -> None:
     assert bets_error(raw).code == "invalid_request"
@@ -310,7 +311,8 @@ def test_a_winners_user_uid_may_be_the_number_sent_to_bets() -> None:
         (("pools", 0, "bets", 0, "bet", "payout"), 37.5, "$.pools[0].bets[0].bet.payout: Expected `str`, got `float`"),
         (("pools", 0, "bets", 0, "bet", "uid"), "9000001", "$.pools[0].bets[0].bet.uid: Expected `int`, got `str`"),
         (("pools", 0, "bets", 0, "bet", "uid"), True, "$.pools[0].bets[0].bet.uid: Expected `int`, got `bool`"),
-        (("pools", 0, "bets", 0, "bet", "currency"), None, "$.pools[0].bets[0].bet.currency: Expected `str`, got `null`"),
+        (("pools", 0, "bets", 0, "bet", "currency"), None,
+         "$.pools[0].bets[0].bet.currency: Expected `str`, got `null`"),
         (("pools", 0, "bets", 0, "user", "uid"), True, "$.pools[0].bets[0].user.uid: Expected `int | str`, got `bool`"),
         (("pools", 0, "bets", 0, "user", "client"), 7, "$.pools[0].bets[0].user.client: Expected `str`, got `int`"),
         (("pools", 0, "pool", "uid"), "550001", "$.pools[0].pool.uid: Expected `int | null`, got `str`"),

@@ -63,7 +63,8 @@ def test_tokens_grant_clients_and_nothing_else() -> None:
 
 
 def test_the_client_never_sends_a_float() -> None:
-    assert _convert.amount(Decimal("12.50")) == "12.50" and _convert.amount(5) == "5" and _convert.amount("1.0") == "1.0"
+    assert _convert.amount(Decimal("12.50")) == "12.50"
+    assert _convert.amount(5) == "5" and _convert.amount("1.0") == "1.0"
     for bad in (12.5, True, None):
         with pytest.raises(TypeError):
             _convert.amount(bad)  # type: ignore[arg-type]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from clients.wallet.v1 import wallet_pb2 as pb
@@ -15,12 +16,12 @@ from wallet_core.errors import InvalidArgument, WalletError
 E = TypeVar("E", bound=enum.Enum)
 
 
-def _prefix(proto_enum: Any) -> str:
+def _prefix(proto_enum: EnumTypeWrapper) -> str:
     # e.g. "PURPOSE_" from PURPOSE_UNSPECIFIED
     return proto_enum.Name(0).removesuffix("UNSPECIFIED")
 
 
-def enum_in(proto_enum: Any, value: int, domain_enum: type[E], field: str) -> E:
+def enum_in(proto_enum: EnumTypeWrapper, value: int, domain_enum: type[E], field: str) -> E:
     try:
         name = proto_enum.Name(value).removeprefix(_prefix(proto_enum))
         return domain_enum[name]
@@ -28,10 +29,11 @@ def enum_in(proto_enum: Any, value: int, domain_enum: type[E], field: str) -> E:
         raise InvalidArgument(f"{field} is missing or not one of the allowed values") from None
 
 
-def enum_out(proto_enum: Any, value: enum.Enum | None) -> int:
+def enum_out(proto_enum: EnumTypeWrapper, value: enum.Enum | None) -> str:
+    """The proto enum value's name (e.g. PURPOSE_STAKE): the generated constructors take it as the value."""
     if value is None:
-        return 0
-    return int(proto_enum.Value(_prefix(proto_enum) + value.name))
+        return proto_enum.Name(0)
+    return _prefix(proto_enum) + value.name
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:

@@ -114,15 +114,17 @@ class CoreMetrics:
 # ---------------------------------------------------------------- the interceptor
 
 
-def _kind(handler: grpc.RpcMethodHandler) -> tuple[str, str, Callable[..., Any], Callable[..., Any]]:
-    """(grpc_type, attribute of the behavior, its factory) of a method handler."""
+def _kind(handler: grpc.RpcMethodHandler[Any, Any]) -> tuple[str, str, Callable[..., Any], Callable[..., Any]]:
+    """(grpc_type, attribute of the behavior, the behavior, its factory) of a method handler."""
     if handler.unary_unary is not None:
         return "unary", "unary_unary", handler.unary_unary, grpc.unary_unary_rpc_method_handler
     if handler.unary_stream is not None:
         return "server_stream", "unary_stream", handler.unary_stream, grpc.unary_stream_rpc_method_handler
     if handler.stream_unary is not None:
         return "client_stream", "stream_unary", handler.stream_unary, grpc.stream_unary_rpc_method_handler
-    return "bidi_stream", "stream_stream", handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    if handler.stream_stream is not None:
+        return "bidi_stream", "stream_stream", handler.stream_stream, grpc.stream_stream_rpc_method_handler
+    raise ValueError("a method handler without a behavior")
 
 
 def request_id_of(metadata: Any) -> str:
@@ -137,7 +139,7 @@ def _reason(context: grpc.ServicerContext) -> str | None:
     """The ErrorInfo reason the service put in the rich status, if any."""
     try:
         trailing = context.trailing_metadata() or ()
-    except Exception:  # an older grpcio without the getter
+    except (AttributeError, NotImplementedError):  # a context without the getter (grpc's abstract one)
         return None
     for key, value in trailing:
         if key == "grpc-status-details-bin":
@@ -146,7 +148,7 @@ def _reason(context: grpc.ServicerContext) -> str | None:
                 if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                     info = error_details_pb2.ErrorInfo()
                     detail.Unpack(info)
-                    return info.reason
+                    return str(info.reason)
     return None
 
 
@@ -176,9 +178,9 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         self._metrics = metrics
 
     def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -235,8 +237,9 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
 def _code(context: grpc.ServicerContext, raised: bool) -> grpc.StatusCode:
     try:
-        code = context.code()
-    except Exception:  # an older grpcio without the getter
+        # types-grpcio's ServicerContext lacks code(), which grpc.ServicerContext has (an experimental API)
+        code = context.code()  # type: ignore[attr-defined]
+    except (AttributeError, NotImplementedError):  # a context without the getter (grpc's abstract one)
         code = None
     if isinstance(code, grpc.StatusCode):
         return code

@@ -74,7 +74,7 @@ class DatabaseWatcher:
                 self._set(True, "")
             except futures.TimeoutError:
                 self._set(False, f"no answer within {self._timeout:g} s")
-            except Exception as exc:  # any failure to reach the database is an outage
+            except Exception as exc:  # noqa: BLE001 - any failure to reach the database is an outage, told to health
                 self._set(False, repr(exc.__cause__ or exc))
             self._stop.wait(self._interval)
 

@@ -34,8 +34,7 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
     def _call(self, context: grpc.ServicerContext, clients: Callable[[], list[str]], work: Callable[[], T]) -> T:
         try:
-            metadata = dict(context.invocation_metadata() or ())
-            grant = self.auth.grant_for(metadata.get("authorization"))
+            grant = self.auth.grant_for(_authorization(context))
             for client in clients():
                 self.auth.check(grant, client)
             return work()
@@ -59,7 +58,8 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
     def GetBalance(self, request: pb.GetBalanceRequest, context: grpc.ServicerContext) -> pb.GetBalanceResponse:
         return self._call(
             context, lambda: [request.account.client],
-            lambda: pb.GetBalanceResponse(account=convert.account_out(self.ledger.get_balance(convert.key_in(request.account)))),
+            lambda: pb.GetBalanceResponse(
+                account=convert.account_out(self.ledger.get_balance(convert.key_in(request.account)))),
         )
 
     def SetAccountStatus(
@@ -113,7 +113,8 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
     def Fence(self, request: pb.FenceRequest, context: grpc.ServicerContext) -> pb.FenceResponse:
         return self._call(
             context, lambda: [request.client],
-            lambda: convert.fence_out(self.ledger.fence(request.client, list(request.transaction_ids), request.reference)),
+            lambda: convert.fence_out(
+                self.ledger.fence(request.client, list(request.transaction_ids), request.reference)),
         )
 
     # ---------------------------------------------------------------- reads
@@ -152,7 +153,7 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
     def _actor(self, context: grpc.ServicerContext) -> str:
         """The label of the caller's token (already authenticated by `_call`), for the audit trail."""
-        grant = self.auth.grant_for(dict(context.invocation_metadata() or ()).get("authorization"))
+        grant = self.auth.grant_for(_authorization(context))
         return grant.label if grant is not None and grant.label else "insecure-no-auth"
 
     def _note(self, context: grpc.ServicerContext, action: str, reason: str | None = None) -> domain.AuditNote | None:
@@ -201,13 +202,16 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
             assert note is not None
             view = self.ledger.resolve_settlement_failure(request.client, request.transaction_id, resolution, note)
             return pb.ResolveSettlementFailureResponse(
-                failure=convert.failure_out(view), resolution=convert.enum_out(pb.Resolution, domain.Resolution(
-                    view.resolution)) if view.resolution else 0,
+                failure=convert.failure_out(view),
+                resolution=convert.enum_out(
+                    pb.Resolution, domain.Resolution(view.resolution) if view.resolution else None),
                 resolved_by=view.resolved_by, resolution_note=view.resolution_note)
 
         return self._call(context, lambda: [request.client], work)
 
-    def ListOpenStakes(self, request: pb.ListOpenStakesRequest, context: grpc.ServicerContext) -> pb.ListOpenStakesResponse:
+    def ListOpenStakes(
+        self, request: pb.ListOpenStakesRequest, context: grpc.ServicerContext
+    ) -> pb.ListOpenStakesResponse:
         def work() -> pb.ListOpenStakesResponse:
             if request.limit < 0:
                 raise domain_errors.InvalidArgument("limit must not be negative")
@@ -239,11 +243,17 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
 
     def ListClients(self, request: pb.ListClientsRequest, context: grpc.ServicerContext) -> pb.ListClientsResponse:
         def work() -> pb.ListClientsResponse:
-            grant = self.auth.grant_for(dict(context.invocation_metadata() or ()).get("authorization"))
+            grant = self.auth.grant_for(_authorization(context))
             clients = [c for c in self.ledger.list_clients() if grant is None or grant.allows(c)]
             return pb.ListClientsResponse(clients=clients, label=self._actor(context))
 
         return self._call(context, list, work)
+
+
+def _authorization(context: grpc.ServicerContext) -> str | None:
+    """The `authorization` metadata (a text header: only `-bin` keys carry bytes)."""
+    value = dict(context.invocation_metadata() or ()).get("authorization")
+    return value if isinstance(value, str) else None
 
 
 # the metadata that makes a Debit, Credit or Cancel an operator action: why, UTF-8 (binary metadata)

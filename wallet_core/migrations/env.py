@@ -30,7 +30,9 @@ def run_migrations_online() -> None:
             if sqlite:
                 # batch mode rebuilds tables (drop, rename): foreign keys must be off, which SQLite
                 # only allows outside a transaction; they are checked once the migration is done
-                connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+                driver = connection.connection.driver_connection
+                assert driver is not None  # an open connection holds its DBAPI connection
+                driver.execute("PRAGMA foreign_keys=OFF")
             try:
                 context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
                 with context.begin_transaction():

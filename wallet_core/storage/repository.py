@@ -133,7 +133,8 @@ def _lock_and_load_groups(conn: Connection, book: Book, groups: set[tuple[str, s
         conn.execute(
             text("SELECT pg_advisory_xact_lock(s.key) FROM (SELECT DISTINCT hashtextextended(k, 12) AS key"
                  " FROM unnest(CAST(:groups AS TEXT[])) AS k ORDER BY key) AS s"),
-            {"groups": [f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}" for client, currency, reference in ordered]},
+            {"groups": [f"payout-cap\x1f{client}\x1f{currency}\x1f{reference}"
+                        for client, currency, reference in ordered]},
         )
     book.group_paid.update(dict.fromkeys(ordered, 0))
     query = (
@@ -266,7 +267,8 @@ def write(conn: Connection, book: Book) -> None:
                 .values(balance=accounts.c.balance + delta)
             )
             if done.rowcount != 1:
-                raise ConcurrentChange(f"system account {account_id} moved since it was loaded; judging the batch again")
+                raise ConcurrentChange(
+                    f"system account {account_id} moved since it was loaded; judging the batch again")
     if book.resolved_failures:
         conn.execute(
             update(settlement_failures)
@@ -363,14 +365,15 @@ def record_failures(conn: Connection, now: datetime, failures: Sequence[Failure]
         key = cmd.account
         if not key.client or not cmd.transaction_id or len(key.client) > 128 or len(cmd.transaction_id) > 128:
             continue
-        values = dict(
-            settles_transaction_id=cmd.settles_transaction_id[:128], user_id=str(key.user_id)[:128],
-            currency=str(key.currency)[:10], amount=str(cmd.amount)[:64], reason=error.reason,
-            message=error.message[:512], last_seen=now,
-        )
+        values = {
+            "settles_transaction_id": cmd.settles_transaction_id[:128], "user_id": str(key.user_id)[:128],
+            "currency": str(key.currency)[:10], "amount": str(cmd.amount)[:64], "reason": error.reason,
+            "message": error.message[:512], "last_seen": now,
+        }
         found = conn.execute(
             select(settlement_failures.c.id)
-            .where(settlement_failures.c.client == key.client, settlement_failures.c.transaction_id == cmd.transaction_id)
+            .where(settlement_failures.c.client == key.client,
+                   settlement_failures.c.transaction_id == cmd.transaction_id)
         ).first()
         if found is None:
             conn.execute(insert(settlement_failures).values(

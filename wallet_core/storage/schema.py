@@ -234,10 +234,12 @@ class AuditEntry(Base):
     __table_args__ = (Index(None, "client", "id"),)
 
 
-accounts = Account.__table__
-transactions = Transaction.__table__
-entries = Entry.__table__
-stakes = Stake.__table__
-settlement_failures = SettlementFailure.__table__
-currencies = LedgerCurrency.__table__
-audit_log = AuditEntry.__table__
+# the Core tables for insert()/update(): read from the metadata, which types them as Table
+# (a model's __table__ is typed as the wider FromClause)
+accounts = Base.metadata.tables[Account.__tablename__]
+transactions = Base.metadata.tables[Transaction.__tablename__]
+entries = Base.metadata.tables[Entry.__tablename__]
+stakes = Base.metadata.tables[Stake.__tablename__]
+settlement_failures = Base.metadata.tables[SettlementFailure.__tablename__]
+currencies = Base.metadata.tables[LedgerCurrency.__tablename__]
+audit_log = Base.metadata.tables[AuditEntry.__tablename__]
