@@ -75,8 +75,8 @@ WINNERS_REASONS: dict[type[WalletError], str] = {
     StakeAmountMismatch: "stake_mismatch",  # the bet's `amount` is not the stake taken (DESIGN section 5)
     PayoutCapExceeded: "overdraw_exceeded",  # the pool's payouts would exceed its `overdraw`
     CurrencyMismatch: "currency_mismatch",
-    AlreadySettled: "settlement_conflict",
-    IdempotencyConflict: "settlement_conflict",
+    AlreadySettled: SETTLEMENT_CONFLICT,
+    IdempotencyConflict: SETTLEMENT_CONFLICT,
     StakeCancelled: "stake_cancelled",
     AccountNotFound: "wallet_not_found",
     InvalidAmount: "invalid_amount",

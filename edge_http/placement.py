@@ -75,7 +75,6 @@ class Conflict:
     """A bet uid of the slip is taken with other content, or the slip mixes taken and new bets (HTTP 409)."""
 
     message: str
-    taken: list[int] = field(default_factory=list)
     code: str = "duplicate_bet_conflict"
 
 
@@ -153,23 +152,21 @@ class BetPlacer:
     async def place(self, body: BetsBody) -> Placement:
         client = body.bets[0].user.client
         items = debit_items(body)
+        ids = [item.transaction_id for item in items]
         uids = [entry.bet.uid for entry in body.bets]
         deadline = self._calls.now() + self._bets_deadline
         try:
             result = await self._calls.until(deadline, lambda timeout: self._wallet.debit(items, timeout=timeout))
         except WalletError as error:
             self._core_error(error, "Debit", uids)
-            if isinstance(error, errors.RECORDED_REFUSALS):
-                # the ledger recorded this refusal for every bet of the slip, in one commit
-                return Refused(errors.bets_code(error), errors.message_of(error))
-            if isinstance(error, errors.NOT_THIS_EDGE):
-                # the core will never take these bets from this edge: its token may not act for the client
+            if isinstance(error, errors.RECORDED_REFUSALS + errors.NOT_THIS_EDGE):
+                # the ledger recorded this refusal for every bet of the slip, in one commit; or the core
+                # will never take these bets from this edge (its token may not act for the client)
                 return Refused(errors.bets_code(error), errors.message_of(error))
             if isinstance(error, errors.CONFIGURATION):
-                return self._unresolved(client, uids, [i.transaction_id for i in items],
-                                        "the wallet refused the edge's own credentials")
+                return self._unresolved(client, uids, ids, "the wallet refused the edge's own credentials")
             refusal = error if errors.is_definite(error) else None
-            return await self._fence(client, uids, [item.transaction_id for item in items], refusal, items)
+            return await self._fence(client, uids, ids, refusal, items)
         return self._taken(uids, result)
 
     async def refuse_invalid(self, raw: bytes, error: BodyError, grant: Grant | None = None) -> Placement:
@@ -214,15 +211,14 @@ class BetPlacer:
             return self._void(uids, fenced, refusal)
         if len(applied) < len(ids) or refusal is not None:
             return Conflict(
-                f"bets {applied} are already taken with other content or in another slip; nothing more was taken",
-                taken=applied,
+                f"bets {applied} are already taken with other content or in another slip; nothing more was taken"
             )
         # every bet is taken: by our own Debit (its answer was lost) or by other content; the Debit says which
         assert items, "a Debit of unknown outcome is replayed"
         try:
             result = await self._calls.until(deadline, lambda timeout: self._wallet.debit(items, timeout=timeout))
         except IdempotencyConflict:
-            return Conflict(f"bets {uids} are already taken with other content; nothing more was taken", taken=uids)
+            return Conflict(f"bets {uids} are already taken with other content; nothing more was taken")
         except WalletError as error:
             self._core_error(error, "Debit", uids)
             return self._unresolved(client, uids, ids,
