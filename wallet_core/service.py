@@ -1,9 +1,15 @@
 """The ledger's use cases: the only code that changes money.
 
+Layers: this module holds the use cases (validation, the rules that need the database, the
+views returned to callers) and no SQL; wallet_core.book holds the rules of a batch, in plain
+Python; wallet_core.storage holds the SQL: storage.unit_of_work every transaction and its
+retries (`self.uow`), storage.repository a batch's load and write, storage.queries the rest
+(wallets, reads, the operator queue).
+
 Debit, Credit and Cancel are validated here, in the caller's thread, then applied as part of a
 batch (wallet_core.committer: group commit; a lone call is a batch of one). A batch is one
-database transaction, retried as a whole on serialization failures, deadlocks, dropped
-connections and the unique-key race of two writers with one id:
+database transaction (storage.unit_of_work), retried as a whole on serialization failures,
+deadlocks, dropped connections and the unique-key race of two writers with one id:
 
 1. load every row the calls name, locking the user wallets (ascending id) and the stakes
    that may be closed (storage.repository.load);
@@ -23,17 +29,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from wallet_core import errors
 from wallet_core.book import (
@@ -90,23 +91,17 @@ from wallet_core.domain import (
     debit_fingerprint,
 )
 from wallet_core.money import check_amount_text
-from wallet_core.storage import repository
-from wallet_core.storage.engine import READ_ONLY, is_sqlite
-from wallet_core.storage.engine import ping as engine_ping
-from wallet_core.storage.repository import ConcurrentChange, aware
-from wallet_core.storage.schema import accounts, audit_log, settlement_failures, stakes, transactions
+from wallet_core.storage import queries, repository
+from wallet_core.storage.repository import aware
+from wallet_core.storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 MAX_DEBIT_ITEMS = 100
 MAX_SETTLE_ITEMS = 500
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 MAX_ROW_ID = 2**63 - 1  # BIGINT
-# seconds after which a failing write starts no new attempt (docs/decisions.md)
-RETRY_BUDGET = 3.0
 
 
 def _now() -> datetime:
@@ -157,11 +152,9 @@ class Ledger:
         # client -> what a correction does when the wallet cannot cover a clawback; "*" for the rest
         self.clawback = {"*": ClawbackPolicy.REFUSE, **(clawback or {})}
         self.currencies = currencies
-        self.max_attempts = max_attempts
         self.clock = clock
-        # SQLite has one writer at a time anyway; queueing writers here is fairer and faster
-        # than letting them spin on the database lock.
-        self._write_lock: Any = threading.Lock() if is_sqlite(engine) else nullcontext()
+        # every transaction of the ledger, with its retries (storage.unit_of_work)
+        self.uow = UnitOfWork(engine, max_attempts=max_attempts)
         self._system_ids: dict[tuple[str, str], dict[AccountKind, int]] = {}
         self.observer: LedgerObserver = _Unobserved()
         self._committer: Committer[Call, Outcome] | None = (
@@ -171,6 +164,7 @@ class Ledger:
     def observe(self, observer: LedgerObserver) -> None:
         """Report batches, database retries and new settlement failures to `observer` from now on."""
         self.observer = observer
+        self.uow.on_retry = observer.database_retry
         if self._committer is not None:
             self._committer.on_batch = observer.batch_committed
 
@@ -186,29 +180,24 @@ class Ledger:
         currency = self.currencies.get(key.currency)
 
         def work(conn: Connection) -> tuple[AccountView, bool]:
-            row = self._find_user(conn, key)
+            row = queries.find_user(conn, key)
             if row is not None:
                 return self._account_view(row, currency), False
             now = self.clock()
             self._check_scale(conn, currency, now)
             self._ensure_system_accounts(conn, key.client, key.currency, now)
-            conn.execute(
-                insert(accounts).values(
-                    client=key.client, kind=AccountKind.USER, user_id=key.user_id, currency=key.currency,
-                    balance=0, status=AccountStatus.ACTIVE, created_at=now,
-                )
-            )
-            row = self._find_user(conn, key)
+            queries.insert_account(conn, key.client, AccountKind.USER, key.user_id, key.currency, now)
+            row = queries.find_user(conn, key)
             assert row is not None
             return self._account_view(row, currency), True
 
-        return self._write(work)
+        return self.uow.write(work)
 
     def get_balance(self, key: AccountKey) -> AccountView:
         key.validate()
         currency = self.currencies.get(key.currency)
-        with self._read() as conn:
-            row = self._find_user(conn, key)
+        with self.uow.read() as conn:
+            row = queries.find_user(conn, key)
         if row is None:
             raise not_found(key)
         return self._account_view(row, currency)
@@ -219,15 +208,15 @@ class Ledger:
         status = AccountStatus(status)
 
         def work(conn: Connection) -> AccountView:
-            row = self._find_user(conn, key, lock=True)
+            row = queries.find_user(conn, key, lock=True)
             if row is None:
                 raise not_found(key)
-            conn.execute(update(accounts).where(accounts.c.id == row.id).values(status=status))
-            row = self._find_user(conn, key)
+            queries.set_account_status(conn, row.id, status)
+            row = queries.find_user(conn, key)
             assert row is not None
             return self._account_view(row, currency)
 
-        return self._write(work)
+        return self.uow.write(work)
 
     # ------------------------------------------------------------------ money calls
 
@@ -299,7 +288,7 @@ class Ledger:
         if not credits:
             return []
         names = {(c.command.account.client, c.command.transaction_id) for c in credits.values()}
-        with self._read() as conn:
+        with self.uow.read() as conn:
             rows = repository.transactions_named(conn, names)
             found = {(t.client, t.transaction_id): t for t in map(repository.tx_from_row, rows)}
         pending = []
@@ -392,7 +381,7 @@ class Ledger:
         """
         def work(conn: Connection) -> list[str]:
             now = self.clock()
-            used = conn.execute(select(accounts.c.currency).distinct()).scalars().all()
+            used = queries.currencies_in_use(conn)
             for code in sorted(set(used) - set(repository.recorded_scales(conn))):
                 if code in self.currencies:
                     repository.record_scale(conn, self.currencies.get(code), now)
@@ -406,7 +395,7 @@ class Ledger:
                                     f"this process is configured with scale {self.currencies.get(code).scale}")
             return problems
 
-        problems = self._write(work)
+        problems = self.uow.write(work)
         if problems:
             raise ScaleMismatch(
                 "refusing to start: currency scales differ from the ledger's (" + "; ".join(problems) + "). "
@@ -466,7 +455,7 @@ class Ledger:
 
         failures = [0]
         try:
-            outcomes: list[Outcome] = self._write(work)
+            outcomes: list[Outcome] = self.uow.write(work)
             if failures[0]:
                 self.observer.settlement_failures(failures[0])
             return outcomes
@@ -491,7 +480,7 @@ class Ledger:
     def _note_settlement_failure(self, command: CreditCommand, refusal: errors.WalletError) -> None:
         """Keep a payout refused before it reached a batch (bad amount, unknown currency) for operators."""
         try:
-            self._write(lambda conn: repository.record_failures(conn, self.clock(), [Failure(command, refusal)]))
+            self.uow.write(lambda conn: repository.record_failures(conn, self.clock(), [Failure(command, refusal)]))
             self.observer.settlement_failures(1)
         except Exception:
             log.exception("could not record the refused payout %r", command.transaction_id)
@@ -505,20 +494,11 @@ class Ledger:
             page_size = DEFAULT_PAGE_SIZE
         page_size = min(page_size, MAX_PAGE_SIZE)
         before = _decode_page_token(page_token)
-        with self._read() as conn:
-            user = self._find_user(conn, key)
+        with self.uow.read() as conn:
+            user = queries.find_user(conn, key)
             if user is None:
                 raise not_found(key)
-            query = (
-                select(transactions, stakes.c.state.label("stake_state"))
-                .outerjoin(stakes, stakes.c.transaction_pk == transactions.c.id)
-                .where(transactions.c.account_id == user.id)
-                .order_by(transactions.c.id.desc())
-                .limit(page_size + 1)
-            )
-            if before is not None:
-                query = query.where(transactions.c.id < before)
-            rows = conn.execute(query).all()
+            rows = queries.history(conn, user.id, page_size + 1, before)
         more = len(rows) > page_size
         rows = rows[:page_size]
         token = _encode_page_token(rows[-1].id) if more else ""
@@ -536,18 +516,8 @@ class Ledger:
         check_identifier("client", client)
         limit = min(max(limit, 1) if limit else 100, 1000)
         before = _decode_page_token(page_token)
-        query = (
-            select(settlement_failures)
-            .where(settlement_failures.c.client == client)
-            .order_by(settlement_failures.c.id.desc())
-            .limit(limit + 1)
-        )
-        if not include_resolved:
-            query = query.where(settlement_failures.c.resolved_at.is_(None))
-        if before is not None:
-            query = query.where(settlement_failures.c.id < before)
-        with self._read() as conn:
-            rows = conn.execute(query).all()
+        with self.uow.read() as conn:
+            rows = queries.settlement_failures_page(conn, client, include_resolved, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]
         token = _encode_page_token(rows[-1].id) if more else ""
@@ -572,8 +542,7 @@ class Ledger:
             raise errors.InvalidArgument("a reason is required to resolve or dismiss a failed settlement")
 
         def work(conn: Connection) -> SettlementFailureView:
-            where = (settlement_failures.c.client == client, settlement_failures.c.transaction_id == transaction_id)
-            row = conn.execute(select(settlement_failures).where(*where).with_for_update()).first()
+            row = queries.settlement_failure(conn, client, transaction_id, lock=True)
             if row is None:
                 raise errors.StakeNotFound(
                     f"no failed settlement {transaction_id!r} for client {client!r}", transaction_id=transaction_id)
@@ -585,49 +554,30 @@ class Ledger:
                         f"failed settlement {transaction_id!r} is already closed ({row.resolution or 'settled'})")
                 outcome = "replayed"
             else:
-                conn.execute(update(settlement_failures).where(*where).values(
-                    resolved_at=now, resolution=resolution, resolved_by=audit.actor[:128],
-                    resolution_note=audit.reason[:512]))
-            conn.execute(insert(audit_log).values(
-                at=now, client=client, actor=audit.actor[:128], action=audit.action[:32],
-                transaction_id=transaction_id, target=row.settles_transaction_id, reason=audit.reason[:512],
-                outcome=outcome))
-            found = conn.execute(select(settlement_failures).where(*where)).one()
+                queries.close_settlement_failure(conn, client, transaction_id, resolution, audit, now)
+            queries.record_operator_action(conn, now, client, audit, transaction_id, row.settles_transaction_id,
+                                           outcome)
+            found = queries.settlement_failure(conn, client, transaction_id)
+            assert found is not None
             return _failure_view(found)
 
-        return self._write(work)
+        return self.uow.write(work)
 
     def lookup(self, client: str, transaction_id: str) -> TransactionLookup:
         """A transaction and, for a stake, its settlements, cancels, corrections, refusals and operator actions."""
         check_identifier("client", client)
         check_identifier("transaction_id", transaction_id)
-        t = transactions
-        with self._read() as conn:
-            row = conn.execute(
-                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
-                .where(t.c.client == client, t.c.transaction_id == transaction_id)
-            ).first()
+        with self.uow.read() as conn:
+            row = queries.transaction_with_stake(conn, client, transaction_id)
             # the stake it is about: itself, or the stake a payout / correction names
             stake_id = transaction_id if row is None or not row.target_id else row.target_id
-            related = conn.execute(
-                select(t).where(t.c.client == client, t.c.target_id == stake_id).order_by(t.c.id)
-            ).all()
+            related = queries.transactions_targeting(conn, client, stake_id)
             names = {transaction_id, stake_id} | {r.transaction_id for r in related if r.transaction_id}
-            failures = conn.execute(
-                select(settlement_failures).where(settlement_failures.c.client == client).where(
-                    settlement_failures.c.transaction_id.in_(sorted(names))
-                    | settlement_failures.c.settles_transaction_id.in_(sorted(names)))
-                .order_by(settlement_failures.c.id)
-            ).all()
-            trail = conn.execute(
-                select(audit_log).where(audit_log.c.client == client).where(
-                    audit_log.c.transaction_id.in_(sorted(names)) | audit_log.c.target.in_(sorted(names)))
-                .order_by(audit_log.c.id)
-            ).all()
-            stake_row = row if row is not None and not row.target_id else conn.execute(
-                select(t, stakes.c.state.label("stake_state")).outerjoin(stakes, stakes.c.transaction_pk == t.c.id)
-                .where(t.c.client == client, t.c.transaction_id == stake_id)
-            ).first()
+            failures = queries.settlement_failures_naming(conn, client, names)
+            trail = queries.audit_naming(conn, client, names)
+            stake_row = row if row is not None and not row.target_id else queries.transaction_with_stake(
+                conn, client, stake_id)
+
         def view(r: Row[Any], state: str | None = None) -> TransactionView:
             return transaction_view(self.currencies, repository.tx_from_row(r), state)
 
@@ -651,16 +601,9 @@ class Ledger:
         limit = min(max(limit, 1) if limit else 100, 1000)
         now = self.clock()
         cutoff = now - timedelta(seconds=older_than_seconds)
-        t, st = transactions, stakes
-        base = (st.c.client == client, st.c.state == "open", t.c.created_at <= cutoff)
-        with self._read() as conn:
-            rows = conn.execute(
-                select(t).join(st, st.c.transaction_pk == t.c.id).where(*base).order_by(t.c.id).limit(limit)
-            ).all()
-            sums = conn.execute(
-                select(st.c.currency, func.count().label("n"), func.sum(st.c.amount).label("total"))
-                .join(t, st.c.transaction_pk == t.c.id).where(*base).group_by(st.c.currency).order_by(st.c.currency)
-            ).all()
+        with self.uow.read() as conn:
+            rows = queries.open_stakes(conn, client, cutoff, limit)
+            sums = queries.open_stake_totals(conn, client, cutoff)
         views = []
         for r in rows:
             tx = repository.tx_from_row(r)
@@ -672,12 +615,8 @@ class Ledger:
     def system_balances(self, client: str) -> list[SystemBalanceView]:
         """The client's system accounts (in_play, house, cashier, receivable) in every currency."""
         check_identifier("client", client)
-        with self._read() as conn:
-            rows = conn.execute(
-                select(accounts.c.currency, accounts.c.kind, accounts.c.balance)
-                .where(accounts.c.client == client, accounts.c.kind != AccountKind.USER)
-                .order_by(accounts.c.currency, accounts.c.kind)
-            ).all()
+        with self.uow.read() as conn:
+            rows = queries.system_balances(conn, client)
         return [SystemBalanceView(client, r.currency, AccountKind(r.kind), self._format(r.currency, r.balance))
                 for r in rows]
 
@@ -685,51 +624,26 @@ class Ledger:
         """The client's operator actions, newest first."""
         check_identifier("client", client)
         limit = min(max(limit, 1) if limit else 100, 1000)
-        with self._read() as conn:
-            rows = conn.execute(
-                select(audit_log).where(audit_log.c.client == client).order_by(audit_log.c.id.desc()).limit(limit)
-            ).all()
+        with self.uow.read() as conn:
+            rows = queries.audit_entries(conn, client, limit)
         return [_audit_view(r) for r in rows]
 
     def list_clients(self) -> list[str]:
         """Every client with a wallet in the ledger."""
-        with self._read() as conn:
-            return list(conn.execute(select(accounts.c.client).distinct().order_by(accounts.c.client)).scalars())
+        with self.uow.read() as conn:
+            return queries.clients(conn)
 
     def _format(self, currency: str, minor: int) -> str:
         scale = self.currencies.get(currency).scale if currency in self.currencies else 0
         return Currency(currency, scale).format(minor)
 
-    # ------------------------------------------------------------------ queries
-
-    def _find_user(self, conn: Connection, key: AccountKey, *, lock: bool = False) -> Row[Any] | None:
-        query = select(accounts).where(
-            accounts.c.client == key.client,
-            accounts.c.kind == AccountKind.USER,
-            accounts.c.user_id == key.user_id,
-            accounts.c.currency == key.currency,
-        )
-        if lock:
-            query = query.with_for_update()
-        return conn.execute(query).first()
+    # ------------------------------------------------------------------ accounts' rules
 
     def _ensure_system_accounts(self, conn: Connection, client: str, currency: str, now: datetime) -> None:
-        have = {
-            r.kind
-            for r in conn.execute(
-                select(accounts.c.kind).where(
-                    accounts.c.client == client, accounts.c.currency == currency, accounts.c.kind != AccountKind.USER
-                )
-            )
-        }
+        have = queries.system_account_kinds(conn, client, currency)
         for kind in SYSTEM_KINDS:
             if kind not in have:
-                conn.execute(
-                    insert(accounts).values(
-                        client=client, kind=kind, user_id="", currency=currency, balance=0,
-                        status=AccountStatus.ACTIVE, created_at=now,
-                    )
-                )
+                queries.insert_account(conn, client, kind, "", currency, now)
 
     def _check_scale(self, conn: Connection, currency: Currency, now: datetime) -> None:
         """Record `currency`'s scale on its first use; refuse it if the ledger keeps another scale."""
@@ -749,12 +663,7 @@ class Ledger:
             return cached
         # first money call of this process in this currency: its scale must be the ledger's
         self._check_scale(conn, self.currencies.get(currency), self.clock())
-        rows = conn.execute(
-            select(accounts.c.id, accounts.c.kind).where(
-                accounts.c.client == client, accounts.c.currency == currency, accounts.c.kind != AccountKind.USER
-            )
-        ).all()
-        ids = {AccountKind(r.kind): r.id for r in rows}
+        ids = queries.system_account_ids(conn, client, currency)
         if len(ids) != len(SYSTEM_KINDS):
             raise RuntimeError(f"system accounts of {client}/{currency} are missing; the ledger is damaged")
         self._system_ids[(client, currency)] = ids
@@ -768,67 +677,11 @@ class Ledger:
             status=AccountStatus(row.status), created_at=aware(row.created_at),
         )
 
-    # ------------------------------------------------------------------ transactions
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(**{READ_ONLY: True})
-                with conn.begin():
-                    yield conn
-        except DBAPIError as exc:
-            if not _is_unavailable(exc):
-                raise
-            log.warning("the database cannot serve a read: %s", exc.orig)
-            raise errors.Unavailable("the ledger database is unavailable; retry later") from exc
-
-    def _write(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction; retry the whole of it on races and transient failures.
-
-        At most `max_attempts` attempts, and none starts after RETRY_BUDGET seconds: a database
-        that stays down answers Unavailable within about RETRY_BUDGET plus one attempt (whose
-        wait is bounded by the connect timeout, or SQLite's busy timeout).
-        """
-        delay = 0.005
-        last: Exception | None = None
-        give_up = time.monotonic() + RETRY_BUDGET
-        for attempt in range(self.max_attempts):
-            try:
-                with self._write_lock, self.engine.begin() as conn:
-                    result = work(conn)
-            except ConcurrentChange as exc:
-                last = exc
-                self.observer.database_retry("concurrent_change")
-            except IntegrityError as exc:
-                if not _is_unique_violation(exc):
-                    log.critical("a ledger constraint refused a write: %s", exc.orig)
-                    raise
-                last = exc  # another call took the same key first: look again
-                self.observer.database_retry("unique_race")
-            except DBAPIError as exc:
-                if not _is_unavailable(exc):
-                    raise
-                last = exc
-                self.observer.database_retry(_retry_reason(exc))
-                log.warning("database hiccup (attempt %d/%d): %s", attempt + 1, self.max_attempts, exc.orig)
-            else:
-                return result
-            left = give_up - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(delay * (0.5 + random.random()), left))
-            delay = min(delay * 2, 0.5)
-        raise errors.Unavailable("the ledger database is unavailable or overloaded; retry later") from last
+    # ------------------------------------------------------------------ the database
 
     def ping(self) -> None:
-        """Can the ledger reach its database now? Raises if not (for the health watcher).
-
-        PostgreSQL: `SELECT 1`. SQLite: the write lock, taken and given back (storage.engine.ping),
-        queued behind this process's writers so that it never holds them up.
-        """
-        with self._write_lock:
-            engine_ping(self.engine)
+        """Can the ledger reach its database now? Raises if not (for the health watcher; UnitOfWork.ping)."""
+        self.uow.ping()
 
 
 def check_audit(audit: AuditNote | None) -> None:
@@ -875,53 +728,3 @@ def _decode_page_token(token: str) -> int | None:
         return last_id
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         raise errors.InvalidArgument("page_token is not one this service issued") from None
-
-
-def _sqlstate(exc: DBAPIError) -> str | None:
-    return getattr(exc.orig, "sqlstate", None)
-
-
-def _is_unique_violation(exc: IntegrityError) -> bool:
-    return _sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
-
-
-def _retry_reason(exc: DBAPIError) -> str:
-    """The label of a retried database error: a lost race (serialization, deadlock, lock) or an outage."""
-    if _sqlstate(exc) in {"40001", "40P01"} or "database is locked" in str(exc.orig).lower():
-        return "serialization"
-    return "unavailable"
-
-
-# PostgreSQL SQLSTATEs of a database that cannot serve now (nothing was applied; retry):
-# serialization failure, deadlock, insufficient resources (53: too many connections, disk
-# full, out of memory), admin/crash shutdown, cannot connect now, database dropped, idle
-# session timeout, system or I/O error (58), read-only transaction (a standby after a failover).
-_RETRYABLE_STATES = {"40001", "40P01", "57P01", "57P02", "57P03", "57P04", "57P05", "25006"}
-_RETRYABLE_CLASSES = ("08", "53", "58")
-# SQLite primary result codes of a file that cannot be used now: BUSY, LOCKED, READONLY
-# (e.g. a read-only remount), IOERR, FULL, CANTOPEN, PROTOCOL.
-_SQLITE_CODES = {5, 6, 8, 10, 13, 14, 15}
-_SQLITE_MESSAGES = ("database is locked", "unable to open database", "disk i/o", "database or disk is full",
-                    "readonly database")
-
-
-def _is_unavailable(exc: DBAPIError) -> bool:
-    """Is this the database failing to serve (down, unreachable, locked, overloaded), not a bug?
-
-    Those become errors.Unavailable, and a write is retried within its budget. A PostgreSQL
-    connection that cannot be opened or breaks (refused, timed out, `database ... is not
-    currently accepting connections`, server closed the connection) comes from psycopg as an
-    OperationalError without a SQLSTATE, since no server answer carries one.
-    """
-    if exc.connection_invalidated:
-        return True
-    state = _sqlstate(exc)
-    if state is not None:
-        return state in _RETRYABLE_STATES or state.startswith(_RETRYABLE_CLASSES)
-    if type(exc.orig).__module__.startswith("psycopg"):
-        return isinstance(exc, OperationalError)
-    code = getattr(exc.orig, "sqlite_errorcode", None)
-    if code is not None and code & 0xFF in _SQLITE_CODES:
-        return True
-    message = str(exc.orig).lower()
-    return any(m in message for m in _SQLITE_MESSAGES)

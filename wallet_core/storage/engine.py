@@ -5,10 +5,10 @@ cut), foreign keys on, and write transactions opened with BEGIN IMMEDIATE so tha
 is taken before anything is read: no two writers ever read the same balance. Read-only work
 uses a plain deferred BEGIN and does not wait for writers (WAL). A lock another process holds
 is waited for BUSY_TIMEOUT_MS, then the statement fails "database is locked" (an outage, retried
-by the service within its budget).
+by the unit of work within its budget).
 
 PostgreSQL (production): psycopg 3, READ COMMITTED, rows locked with SELECT ... FOR UPDATE in a
-fixed order by the service. A connection that cannot be opened within CONNECT_TIMEOUT seconds
+fixed order by storage.repository. A connection that cannot be opened within CONNECT_TIMEOUT seconds
 fails (an outage) instead of hanging for the kernel's TCP timeout; pooled connections are
 checked before use (pre-ping), so a restarted server costs no failed call.
 """
