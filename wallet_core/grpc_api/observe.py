@@ -174,8 +174,13 @@ def describe(request: Any) -> dict[str, Any]:
 
 
 class ObservingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler once (kept per method), not once per call: the per-call work
+    is the caller's request id, the counters and the access line."""
+
     def __init__(self, metrics: CoreMetrics) -> None:
         self._metrics = metrics
+        # method -> (the handler it had, that handler wrapped): one entry per method
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
     async def intercept_service(
         self,
@@ -185,23 +190,36 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        full = handler_call_details.method
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        # a handler seen for the first time (another interceptor before this one may make one per call)
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, full: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         service, _, method = full.lstrip("/").rpartition("/")
         grpc_type, _, behavior, factory = _kind(handler)
         labels = (grpc_type, service, method)
-        request_id = request_id_of(handler_call_details.invocation_metadata)
+        started_count = self._metrics.started.labels(*labels)
+        handling = self._metrics.handling_seconds.labels(*labels)
+        handled = self._metrics.handled
         quiet = service.startswith(QUIET_SERVICES)
         streaming_response = grpc_type in ("server_stream", "bidi_stream")
+        name = f"{service}/{method}"
 
-        def finish(request: Any, context: grpc.aio.ServicerContext[Any, Any], started: float, raised: bool) -> None:
+        def finish(request: Any, context: grpc.aio.ServicerContext[Any, Any], request_id: str, started: float,
+                   raised: bool) -> None:
             seconds = time.perf_counter() - started
             code = _code(context, raised)
-            self._metrics.handled.labels(*labels, code.name).inc()
-            self._metrics.handling_seconds.labels(*labels).observe(seconds)
+            handled.labels(*labels, code.name).inc()
+            handling.observe(seconds)
             if quiet and not log.isEnabledFor(logging.DEBUG):
                 return
             line: dict[str, Any] = {
-                "event": "rpc", "method": f"{service}/{method}", **describe(request),
+                "event": "rpc", "method": name, **describe(request),
                 "code": code.name, "reason": _reason(context) if code != grpc.StatusCode.OK else None,
                 "duration_ms": round(seconds * 1000, 2), "request_id": request_id, "peer": context.peer(),
             }
@@ -209,8 +227,9 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             log.log(level, json.dumps(line, ensure_ascii=False, separators=(",", ":")), extra={"access": line})
 
         async def unary_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            self._metrics.started.labels(*labels).inc()
+            started_count.inc()
             started, raised = time.perf_counter(), True
+            request_id = request_id_of(context.invocation_metadata())
             token = REQUEST_ID.set(request_id)
             try:
                 response = await behavior(request, context)
@@ -218,11 +237,12 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                 return response
             finally:
                 REQUEST_ID.reset(token)
-                finish(request, context, started, raised)
+                finish(request, context, request_id, started, raised)
 
         async def stream_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            self._metrics.started.labels(*labels).inc()
+            started_count.inc()
             started, raised = time.perf_counter(), True
+            request_id = request_id_of(context.invocation_metadata())
             token = REQUEST_ID.set(request_id)
             try:
                 result = behavior(request, context)
@@ -234,7 +254,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                 raised = False
             finally:
                 REQUEST_ID.reset(token)
-                finish(request, context, started, raised)
+                finish(request, context, request_id, started, raised)
 
         return factory(  # type: ignore[no-any-return]
             stream_response if streaming_response else unary_response,
