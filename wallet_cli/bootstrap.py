@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 from wallet_cli.errors import CommandError, invalid_settings
 
 if TYPE_CHECKING:
-    import grpc
     from sqlalchemy.engine import Engine
 
     from edge_http.config import EdgeSettings
     from wallet_core.config import Settings
+    from wallet_core.grpc_api.server import CoreServer
     from wallet_core.service import Ledger
 
 
@@ -94,7 +94,7 @@ def build_ledger(settings: Settings, engine: Engine) -> Ledger:
     return ledger
 
 
-def build_core(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> tuple[grpc.Server, int]:
+def build_core(settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> tuple[CoreServer, int]:
     """The gRPC core on `settings.grpc_addr`, unstarted: (server, the port it bound)."""
     from wallet_core.grpc_api.server import create_server
 

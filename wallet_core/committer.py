@@ -1,13 +1,17 @@
 """Group commit: calls that arrive together are applied in one database transaction.
 
-Callers (gRPC worker threads) hand their validated call to `submit` and wait. One committer
-thread takes whatever has queued up, at most `max_batch` calls, waiting at most `max_wait`
-seconds for more once it has one (0 = never wait: under load, the calls that arrived while
-the previous batch was committing form the next batch; an idle service adds no latency).
+Callers hand their validated call to `submit` (a thread, which waits) or `submit_async` (a
+coroutine, which awaits: no thread per call). One committer thread takes whatever has queued
+up, at most `max_batch` calls, waiting at most `max_wait` seconds for more once it has one (0 =
+never wait: under load, the calls that arrived while the previous batch was committing form the
+next batch; an idle service adds no latency).
 The batch runs as one transaction with one COMMIT, so many calls share one fsync, and a hot
 wallet's calls are serialised here in memory instead of queueing on a database row lock.
 A call's refusal is its own: the rules are applied call by call (wallet_core.book), so a
 refused call neither fails nor holds up the rest of its batch.
+
+An async caller's result comes back to its event loop once per batch (one
+`call_soon_threadsafe` for every waiter of that loop), not once per call.
 
 Observing it: `on_batch(size, seconds)` is called after every batch (for metrics), `depth()`
 tells how many calls wait. A batch of one runs in its caller's context (contextvars), so the
@@ -16,6 +20,7 @@ caller's trace and request id reach the database work; a shared batch runs in it
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import queue
@@ -23,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from wallet_core import errors
 
@@ -33,6 +38,7 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 _STOP = object()
+Waiter = Future[Any] | asyncio.Future[Any]  # a thread's (concurrent) or a coroutine's (asyncio) future
 
 
 class Committer(Generic[C, R]):
@@ -51,7 +57,7 @@ class Committer(Generic[C, R]):
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.on_batch = on_batch
-        self._queue: queue.SimpleQueue[tuple[C, Future[R], contextvars.Context] | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[C, Waiter, contextvars.Context] | object] = queue.SimpleQueue()
         self._closed = False
         self.batches = 0
         self.calls = 0
@@ -64,6 +70,17 @@ class Committer(Generic[C, R]):
         future: Future[R] = Future()
         self._queue.put((call, future, contextvars.copy_context()))
         return future.result(timeout)
+
+    def submit_async(self, call: C) -> asyncio.Future[R]:
+        """Queue `call` from a coroutine; await the returned future for its result (or refusal).
+
+        Cancelling the future does not withdraw the call: once queued it is applied or refused
+        with its batch, like a call whose caller went away."""
+        if self._closed:
+            raise errors.Unavailable("the ledger is shutting down; retry on another instance")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put((call, future, contextvars.copy_context()))
+        return future
 
     def depth(self) -> int:
         """Calls waiting for a batch (approximate, as any queue size read by another thread)."""
@@ -96,7 +113,7 @@ class Committer(Generic[C, R]):
             if stop:
                 return
 
-    def _run(self, batch: list[tuple[C, Future[R], contextvars.Context]]) -> None:
+    def _run(self, batch: list[tuple[C, Waiter, contextvars.Context]]) -> None:
         self.batches += 1
         self.calls += len(batch)
         calls = [call for call, _, _ in batch]
@@ -109,11 +126,37 @@ class Committer(Generic[C, R]):
         except BaseException as exc:  # the whole batch failed: every caller gets the error
             if not isinstance(exc, errors.WalletError):
                 log.exception("a batch of %d calls failed", len(batch))
-            for _, future, _ in batch:
-                future.set_exception(exc)
+            _deliver([(waiter, exc, True) for _, waiter, _ in batch])
             return
         finally:
             if self.on_batch is not None:
                 self.on_batch(len(batch), time.perf_counter() - started)
-        for (_, future, _), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        _deliver([(waiter, result, False) for (_, waiter, _), result in zip(batch, results, strict=True)])
+
+
+def _deliver(answers: list[tuple[Waiter, object, bool]]) -> None:
+    """Give each waiter its result (or, if the flag is set, its exception); a thread's at once,
+    a coroutine's on its own loop, with one wake-up per loop for the whole batch."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[object], object, bool]]] = {}
+    for waiter, answer, failed in answers:
+        if isinstance(waiter, asyncio.Future):
+            loops.setdefault(waiter.get_loop(), []).append((waiter, answer, failed))
+        elif failed:
+            waiter.set_exception(answer)  # type: ignore[arg-type]
+        else:
+            waiter.set_result(answer)
+    for loop, items in loops.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items)
+        except RuntimeError:  # the loop is closed: its server stopped, nobody waits for these answers
+            log.debug("%d answers for a closed event loop dropped", len(items))
+
+
+def _settle(items: list[tuple[asyncio.Future[object], object, bool]]) -> None:
+    for future, answer, failed in items:
+        if future.done():  # cancelled: the caller went away (deadline, disconnect)
+            continue
+        if failed:
+            future.set_exception(answer)  # type: ignore[arg-type]
+        else:
+            future.set_result(answer)

@@ -27,6 +27,7 @@ PAYOUT additionally goes to `settlement_failures`, an operator queue outside the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -222,10 +223,17 @@ class Ledger:
 
     def debit(self, items: Sequence[DebitItem], *, audit: AuditNote | None = None) -> DebitResult:
         """Apply every item or none. Items of one call share a client and have distinct ids."""
+        return self._submit(self._debit_call(items, audit))  # type: ignore[return-value]
+
+    async def debit_async(self, items: Sequence[DebitItem], *, audit: AuditNote | None = None) -> DebitResult:
+        """`debit` for a coroutine: validated here, awaited without a thread of its own."""
+        return await self._submit_async(self._debit_call(items, audit))  # type: ignore[return-value]
+
+    def _debit_call(self, items: Sequence[DebitItem], audit: AuditNote | None) -> DebitCall:
         parsed = self._validate_debit(items)
         batch_ids = tuple(sorted(item.transaction_id for item, _, _ in parsed))
         hashes = [debit_fingerprint(item, minor, batch_ids) for item, _, minor in parsed]
-        return self._submit(DebitCall(parsed, hashes, audit))  # type: ignore[return-value]
+        return DebitCall(parsed, hashes, audit)
 
     def credit(self, command: CreditCommand, *, audit: AuditNote | None = None) -> CreditResult:
         key = command.account
@@ -361,6 +369,13 @@ class Ledger:
         For a caller whose Debit's outcome is unknown (its deadline passed): afterwards every id is
         either APPLIED (the debit happened), REFUSED or FENCED (it never will). Never reverses anything.
         """
+        return self._submit(self._fence_call(client, transaction_ids, reference))  # type: ignore[return-value]
+
+    async def fence_async(self, client: str, transaction_ids: Sequence[str], reference: str = "") -> FenceResult:
+        """`fence` for a coroutine."""
+        return await self._submit_async(self._fence_call(client, transaction_ids, reference))  # type: ignore[return-value]
+
+    def _fence_call(self, client: str, transaction_ids: Sequence[str], reference: str) -> FenceCall:
         check_identifier("client", client)
         if not transaction_ids:
             raise errors.InvalidArgument("a fence needs at least one transaction id")
@@ -371,7 +386,7 @@ class Ledger:
         if len(set(transaction_ids)) != len(transaction_ids):
             raise errors.InvalidArgument("the transaction ids of a fence must be distinct")
         check_reference(reference)
-        return self._submit(FenceCall(client, tuple(transaction_ids), reference))  # type: ignore[return-value]
+        return FenceCall(client, tuple(transaction_ids), reference)
 
     def check_currencies(self) -> None:
         """The start-up check: every currency of the ledger has the scale this process is configured with.
@@ -440,6 +455,14 @@ class Ledger:
                 outcome = self._run_batch([call])[0]
             finally:
                 self.observer.batch_committed(1, time.perf_counter() - started)
+        if isinstance(outcome, errors.WalletError):
+            raise outcome
+        return outcome
+
+    async def _submit_async(self, call: Call) -> Outcome:
+        if self._committer is None:  # without group commit a call is a batch of one, on a thread of its own
+            return await asyncio.to_thread(self._submit, call)
+        outcome = await self._committer.submit_async(call)
         if isinstance(outcome, errors.WalletError):
             raise outcome
         return outcome

@@ -6,7 +6,7 @@ py-grpc-prometheus name them (`grpc_server_started_total`, `grpc_server_handled_
 `grpc_server_handling_seconds`), the group committer's batches and queue, database retries,
 new settlement failures, and the standard process metrics. It is the Ledger's observer.
 
-`ObservingInterceptor` wraps every RPC: it counts and times it, and writes one line to the
+`ObservingInterceptor` (a grpc.aio interceptor) wraps every RPC: it counts and times it, and writes one line to the
 `wallet_core.access` logger: method, client(s), transaction ids, status code, the ErrorInfo
 reason, duration, the caller's request id (metadata `x-request-id`, made up when absent) and
 the peer. The authorization metadata is never read here, so a token cannot reach the line.
@@ -20,7 +20,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -135,7 +135,7 @@ def request_id_of(metadata: Any) -> str:
     return uuid.uuid4().hex
 
 
-def _reason(context: grpc.ServicerContext) -> str | None:
+def _reason(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The ErrorInfo reason the service put in the rich status, if any."""
     try:
         trailing = context.trailing_metadata() or ()
@@ -173,60 +173,88 @@ def describe(request: Any) -> dict[str, Any]:
     return {"client": client[0] if len(client) == 1 else (client or None), "transaction_ids": ids}
 
 
-class ObservingInterceptor(grpc.ServerInterceptor):
+class ObservingInterceptor(grpc.aio.ServerInterceptor):
+    """Wraps each method's handler once (kept per method), not once per call: the per-call work
+    is the caller's request id, the counters and the access line."""
+
     def __init__(self, metrics: CoreMetrics) -> None:
         self._metrics = metrics
+        # method -> (the handler it had, that handler wrapped): one entry per method
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
-    def intercept_service(
-        self, continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        full = handler_call_details.method
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        # a handler seen for the first time (another interceptor before this one may make one per call)
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, full: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         service, _, method = full.lstrip("/").rpartition("/")
         grpc_type, _, behavior, factory = _kind(handler)
         labels = (grpc_type, service, method)
-        request_id = request_id_of(handler_call_details.invocation_metadata)
+        started_count = self._metrics.started.labels(*labels)
+        handling = self._metrics.handling_seconds.labels(*labels)
+        handled = self._metrics.handled
         quiet = service.startswith(QUIET_SERVICES)
         streaming_response = grpc_type in ("server_stream", "bidi_stream")
+        name = f"{service}/{method}"
 
-        def finish(request: Any, context: grpc.ServicerContext, started: float, raised: bool) -> None:
+        def finish(request: Any, context: grpc.aio.ServicerContext[Any, Any], request_id: str, started: float,
+                   raised: bool) -> None:
             seconds = time.perf_counter() - started
             code = _code(context, raised)
-            self._metrics.handled.labels(*labels, code.name).inc()
-            self._metrics.handling_seconds.labels(*labels).observe(seconds)
+            handled.labels(*labels, code.name).inc()
+            handling.observe(seconds)
             if quiet and not log.isEnabledFor(logging.DEBUG):
                 return
             line: dict[str, Any] = {
-                "event": "rpc", "method": f"{service}/{method}", **describe(request),
+                "event": "rpc", "method": name, **describe(request),
                 "code": code.name, "reason": _reason(context) if code != grpc.StatusCode.OK else None,
                 "duration_ms": round(seconds * 1000, 2), "request_id": request_id, "peer": context.peer(),
             }
             level = logging.DEBUG if quiet else logging.WARNING if code in SERVER_FAULTS else logging.INFO
             log.log(level, json.dumps(line, ensure_ascii=False, separators=(",", ":")), extra={"access": line})
 
-        def unary_response(request: Any, context: grpc.ServicerContext) -> Any:
-            self._metrics.started.labels(*labels).inc()
+        async def unary_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started_count.inc()
             started, raised = time.perf_counter(), True
+            request_id = request_id_of(context.invocation_metadata())
             token = REQUEST_ID.set(request_id)
             try:
-                response = behavior(request, context)
+                response = await behavior(request, context)
                 raised = False
                 return response
             finally:
                 REQUEST_ID.reset(token)
-                finish(request, context, started, raised)
+                finish(request, context, request_id, started, raised)
 
-        def stream_response(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            self._metrics.started.labels(*labels).inc()
+        async def stream_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started_count.inc()
             started, raised = time.perf_counter(), True
+            request_id = request_id_of(context.invocation_metadata())
+            token = REQUEST_ID.set(request_id)
             try:
-                yield from behavior(request, context)
+                result = behavior(request, context)
+                if hasattr(result, "__aiter__"):  # an async generator: it yields the responses
+                    async for response in result:
+                        yield response
+                else:  # a coroutine that writes them with `context.write` (the health service's Watch)
+                    await result
                 raised = False
             finally:
-                finish(request, context, started, raised)
+                REQUEST_ID.reset(token)
+                finish(request, context, request_id, started, raised)
 
         return factory(  # type: ignore[no-any-return]
             stream_response if streaming_response else unary_response,
@@ -235,10 +263,9 @@ class ObservingInterceptor(grpc.ServerInterceptor):
         )
 
 
-def _code(context: grpc.ServicerContext, raised: bool) -> grpc.StatusCode:
+def _code(context: grpc.aio.ServicerContext[Any, Any], raised: bool) -> grpc.StatusCode:
     try:
-        # types-grpcio's ServicerContext lacks code(), which grpc.ServicerContext has (an experimental API)
-        code = context.code()  # type: ignore[attr-defined]
+        code = context.code()
     except (AttributeError, NotImplementedError):  # a context without the getter (grpc's abstract one)
         code = None
     if isinstance(code, grpc.StatusCode):
