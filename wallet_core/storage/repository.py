@@ -158,23 +158,52 @@ def transactions_named(conn: Connection, names: set[tuple[str, str]]) -> list[Ro
 def _transactions(conn: Connection, names: set[tuple[str, str]]) -> list[Row[Any]]:
     if not names:
         return []
+    ordered = sorted(names)
+    if _is_postgres(conn):
+        return list(conn.execute(_TRANSACTIONS_NAMED, {"clients": [c for c, _ in ordered],
+                                                       "ids": [i for _, i in ordered]}).all())
     return list(conn.execute(
-        select(transactions).where(tuple_(transactions.c.client, transactions.c.transaction_id).in_(sorted(names)))
+        select(transactions).where(tuple_(transactions.c.client, transactions.c.transaction_id).in_(ordered))
     ).all())
+
+
+# The batch's reads on PostgreSQL: one array parameter per key column, so that each is one
+# fixed statement (prepared by psycopg after a few uses) whatever the batch's size, where a
+# row-value IN list is rendered again for every size of batch. Same rows, same locks, same order.
+_TRANSACTIONS_NAMED = text(
+    "SELECT t.* FROM transactions AS t JOIN unnest(CAST(:clients AS VARCHAR[]), CAST(:ids AS VARCHAR[]))"
+    " AS n(client, transaction_id) ON t.client = n.client AND t.transaction_id = n.transaction_id"
+).columns(*transactions.c)
+_LOCK_WALLETS = text(
+    "SELECT a.* FROM accounts AS a JOIN unnest(CAST(:clients AS VARCHAR[]), CAST(:users AS VARCHAR[]),"
+    " CAST(:currencies AS VARCHAR[])) AS k(client, user_id, currency)"
+    " ON a.client = k.client AND a.user_id = k.user_id AND a.currency = k.currency"
+    " WHERE a.kind = 'user' ORDER BY a.id FOR UPDATE OF a"
+).columns(*accounts.c)
+_SYSTEM_BALANCES = text(
+    "SELECT a.id, a.balance FROM accounts AS a JOIN unnest(CAST(:clients AS VARCHAR[]),"
+    " CAST(:currencies AS VARCHAR[])) AS k(client, currency) ON a.client = k.client AND a.currency = k.currency"
+    " WHERE a.kind <> 'user'"
+).columns(accounts.c.id, accounts.c.balance)
 
 
 def _lock_wallets(conn: Connection, book: Book, keys: Iterable[AccountKey]) -> None:
     wanted = sorted((k.client, k.user_id, k.currency) for k in keys)
     if not wanted:
         return
-    query = (
+    query: Any = (
         select(accounts)
         .where(accounts.c.kind == AccountKind.USER)
         .where(tuple_(accounts.c.client, accounts.c.user_id, accounts.c.currency).in_(wanted))
         .order_by(accounts.c.id)
         .with_for_update()
     )
-    for row in conn.execute(query):
+    params = None
+    if _is_postgres(conn):
+        query = _LOCK_WALLETS
+        params = {"clients": [w[0] for w in wanted], "users": [w[1] for w in wanted],
+                  "currencies": [w[2] for w in wanted]}
+    for row in conn.execute(query, params):
         key = AccountKey(row.client, row.user_id, row.currency)
         book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance, row.debt, row.debt)
 
@@ -185,12 +214,15 @@ def _system_balances(conn: Connection, book: Book) -> None:
     pairs = sorted({(k.client, k.currency) for k in book.wallets})
     if not pairs:
         return
-    query = (
-        select(accounts.c.id, accounts.c.balance)
-        .where(accounts.c.kind != AccountKind.USER)
-        .where(tuple_(accounts.c.client, accounts.c.currency).in_(pairs))
-    )
-    book.system_balances.update({row.id: row.balance for row in conn.execute(query)})
+    if _is_postgres(conn):
+        rows = conn.execute(_SYSTEM_BALANCES, {"clients": [p[0] for p in pairs], "currencies": [p[1] for p in pairs]})
+    else:
+        rows = conn.execute(
+            select(accounts.c.id, accounts.c.balance)
+            .where(accounts.c.kind != AccountKind.USER)
+            .where(tuple_(accounts.c.client, accounts.c.currency).in_(pairs))
+        )
+    book.system_balances.update({row.id: row.balance for row in rows})
 
 
 def recorded_scales(conn: Connection, code: str | None = None) -> dict[str, int]:
