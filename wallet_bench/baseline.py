@@ -19,6 +19,11 @@ where the core computes it in Python. What pgbench leaves behind is valid ledger
 sum to zero, cached balances follow the entries, in_play is the sum of open stakes), so
 `reconcile` stays clean after a run.
 
+Since 2026-11-30 the core reads a batch's transactions, wallets and system balances on PostgreSQL
+by joining `unnest` arrays (one fixed, prepared statement whatever the batch size) instead of
+row-value IN lists; for one call both are the same unique-index lookups, so the scripts keep the
+IN form they were transcribed with.
+
 Transaction ids are numbers unique per run, client and step (`:base + :client_id * 10^8 + :n`,
 `:n` counting each pgbench client's transactions), so the settlement script can settle exactly
 the stakes a debit run placed.
