@@ -131,7 +131,7 @@ class _Unobserved:
 
 
 class Ledger:
-    """Thread-safe; one instance per process, shared by every gRPC worker thread.
+    """Thread-safe; one instance per process, shared by the gRPC event loop and its worker threads.
 
     Every method raises a wallet_core.errors.WalletError subclass on refusal; database
     outages surface as errors.Unavailable after bounded retries.
