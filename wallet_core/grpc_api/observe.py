@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -209,6 +209,17 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         quiet = service.startswith(QUIET_SERVICES)
         streaming_response = grpc_type in ("server_stream", "bidi_stream")
         name = f"{service}/{method}"
+        # a unary request is parsed here, so that bytes that are no such message are INVALID_ARGUMENT
+        # (grpc.aio would answer UNKNOWN "Unexpected DecodeError"); a request stream keeps grpc's parser
+        parse = handler.request_deserializer if grpc_type in ("unary", "server_stream") else None
+
+        async def request_of(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if parse is None:
+                return raw
+            try:
+                return parse(raw)
+            except DecodeError:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {name} request")
 
         def finish(request: Any, context: grpc.aio.ServicerContext[Any, Any], request_id: str, started: float,
                    raised: bool) -> None:
@@ -226,12 +237,14 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
             level = logging.DEBUG if quiet else logging.WARNING if code in SERVER_FAULTS else logging.INFO
             log.log(level, json.dumps(line, ensure_ascii=False, separators=(",", ":")), extra={"access": line})
 
-        async def unary_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        async def unary_response(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started_count.inc()
             started, raised = time.perf_counter(), True
             request_id = request_id_of(context.invocation_metadata())
             token = REQUEST_ID.set(request_id)
+            request = None
             try:
+                request = await request_of(raw, context)
                 response = await behavior(request, context)
                 raised = False
                 return response
@@ -239,12 +252,14 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
                 REQUEST_ID.reset(token)
                 finish(request, context, request_id, started, raised)
 
-        async def stream_response(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        async def stream_response(raw: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             started_count.inc()
             started, raised = time.perf_counter(), True
             request_id = request_id_of(context.invocation_metadata())
             token = REQUEST_ID.set(request_id)
+            request = None
             try:
+                request = await request_of(raw, context)
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):  # an async generator: it yields the responses
                     async for response in result:
@@ -258,7 +273,7 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
 
         return factory(  # type: ignore[no-any-return]
             stream_response if streaming_response else unary_response,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None if parse is not None else handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
