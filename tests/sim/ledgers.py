@@ -57,7 +57,15 @@ class Fact:
         return self.status in (TxStatus.REFUSED, TxStatus.TOMBSTONE)
 
 
-class MemoryLedger(Ledger):
+class InlineLedger(Ledger):
+    """A Ledger whose async calls run at once: without group commit the real one would hand them
+    to a thread, and the simulation's loop is virtual and deterministic, with no threads."""
+
+    async def _submit_async(self, call: Call) -> Outcome:
+        return self._submit(call)
+
+
+class MemoryLedger(InlineLedger):
     """The real Ledger and Book over an in-memory store (no engine, no committer thread)."""
 
     def __init__(self, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:
@@ -147,7 +155,7 @@ class MemoryLedger(Ledger):
         return found
 
 
-class SqlLedger(Ledger):
+class SqlLedger(InlineLedger):
     """The real Ledger on a real database (SQLite in the simulation), one call per batch."""
 
     def __init__(self, engine: Engine, currencies: CurrencyRegistry, clock: Callable[[], datetime]) -> None:

@@ -109,11 +109,16 @@ class _Context:
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {TOKEN}"),)
 
-    def abort_with_status(self, status: grpc.Status | _Status) -> None:
+    async def abort_with_status(self, status: grpc.Status | _Status) -> None:
         raise Aborted(status)
 
-    def abort(self, code: grpc.StatusCode, details: str) -> None:
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(_Status(code, details, ()))
+
+
+async def _inline(work: Callable[[], T]) -> T:
+    """The service's blocking Ledger calls, run at once: the simulation's loop is virtual and has no threads."""
+    return work()
 
 
 @dataclass(frozen=True)
@@ -143,7 +148,8 @@ class SimCore:
     """The edge's `WalletPort`, through the simulated network to the real service and ledger."""
 
     def __init__(self, ledger: Ledger, faults: Faults, trace: Callable[[str], None], clients: str = "fanteam") -> None:
-        self._service = WalletService(ledger, Authenticator(parse_token_spec(f"{TOKEN}={clients}")))
+        auth = Authenticator(parse_token_spec(f"{TOKEN}={clients}"))
+        self._service = WalletService(ledger, auth, run_blocking=_inline)
         self._faults = faults
         self._trace = trace
         self._calls: dict[str, int] = {}
@@ -237,7 +243,7 @@ class SimCore:
                 self._trace(f"{key} core killed while the call waited: not applied")
                 return
         try:
-            outcome: tuple[str, Any] = ("ok", getattr(self._service, method)(request, _Context()))
+            outcome: tuple[str, Any] = ("ok", await getattr(self._service, method)(request, _Context()))
         except Aborted as aborted:
             outcome = ("error", aborted.status)
         detail = "" if outcome[0] == "ok" else " " + str(outcome[1].details)[:90]

@@ -33,10 +33,17 @@ T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
+Blocking = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
 class WalletService(wallet_pb2_grpc.WalletServicer):
-    def __init__(self, ledger: Ledger, auth: Authenticator) -> None:
+    """`run_blocking` runs a Ledger method that blocks (default: on a worker thread); the
+    deterministic simulation (tests/sim) runs them inline on its virtual loop."""
+
+    def __init__(self, ledger: Ledger, auth: Authenticator, *, run_blocking: Blocking = asyncio.to_thread) -> None:
         self.ledger = ledger
         self.auth = auth
+        self._run_blocking = run_blocking
 
     # ---------------------------------------------------------------- plumbing
 
@@ -58,7 +65,7 @@ class WalletService(wallet_pb2_grpc.WalletServicer):
     async def _blocking(self, context: Context, clients: Callable[[], list[str]],
                         work: Callable[[], T]) -> T:
         """`_call` for a Ledger method that blocks: it runs on a worker thread."""
-        return await self._call(context, clients, lambda: asyncio.to_thread(work))
+        return await self._call(context, clients, lambda: self._run_blocking(work))
 
     # ---------------------------------------------------------------- accounts
 
