@@ -220,6 +220,8 @@ def _run_point(point: Point, options: Options, stack: Stack, seeded: database.Se
             max_calls=budget, worker=worker, workers=processes, run_tag=run_tag, wallets=seeded.wallets,
             hot_user=seeded.hot_user if point.hot else None, settle=settle_share[worker],
             rate=point.rate / processes if point.rate else None, uid_base=POINTS.index(point) * 10**12,
+            # a core of several processes gets one connection per caller, for the kernel to spread
+            channels=callers if options.core_workers > 1 else 1,
         ))
 
     spies = []
