@@ -50,6 +50,9 @@ class Job:
     settle: list[tuple[str, int]] = field(default_factory=list)  # (user id, bet uid) for "winners"
     rate: float | None = None  # open loop: calls per second this process offers
     uid_base: int = 0  # bet uids of this point start above it (unique across the points of a run)
+    # gRPC connections this process opens to the core, calls spread over them in turn: 1, or more for a
+    # core of several processes, which the kernel spreads by connection (SO_REUSEPORT), not by call
+    channels: int = 1
 
 
 @dataclass
@@ -151,9 +154,11 @@ async def _grpc_debit(job: Job, errors: Counter[str]) -> Any:
 
     from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
-    channel = grpc.aio.insecure_channel(job.target)
-    await asyncio.wait_for(channel.channel_ready(), 10)
-    stub = wallet_pb2_grpc.WalletStub(channel)
+    # a subchannel pool of its own per channel: otherwise channels to one target share one connection
+    options = [("grpc.use_local_subchannel_pool", 1)] if job.channels > 1 else []
+    channels = [grpc.aio.insecure_channel(job.target, options=options) for _ in range(job.channels)]
+    await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 10)
+    stubs = [wallet_pb2_grpc.WalletStub(c) for c in channels]
     metadata = (("authorization", f"Bearer {job.token}"),)
     rng = random.Random(job.worker)
 
@@ -165,12 +170,12 @@ async def _grpc_debit(job: Job, errors: Counter[str]) -> Any:
             amount=STAKE, purpose=wallet_pb2.PURPOSE_STAKE, reference="bench",
         )])
         try:
-            await stub.Debit(request, metadata=metadata, timeout=5)
+            await stubs[n % len(stubs)].Debit(request, metadata=metadata, timeout=5)
         except grpc.aio.AioRpcError as exc:
             errors[exc.code().name] += 1
 
     async def close() -> None:
-        await channel.close()
+        await asyncio.gather(*(c.close() for c in channels))
 
     return call, close
 

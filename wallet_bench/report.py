@@ -36,8 +36,12 @@ def table(report: dict[str, Any]) -> str:
                  "plain there is pgbench -R at the same rate")
     core = report.get("core", {})
     edge = report.get("edge", {})
-    lines.append(f"core peak RSS: {core.get('peak_rss_mb')} MB" + (f"; edge peak RSS: {edge.get('peak_rss_mb')} MB"
-                                                                    if edge else ""))
+    processes = core.get("processes", 1)
+    core_rss = f"core peak RSS: {core.get('peak_rss_mb')} MB"
+    if processes > 1:
+        core_rss += (f" (the largest of its {processes} processes, supervisor and workers; "
+                     f"{core.get('peak_rss_total_mb')} MB together; core CPU is their sum)")
+    lines.append(core_rss + (f"; edge peak RSS: {edge.get('peak_rss_mb')} MB" if edge else ""))
     rec = report.get("reconcile", {})
     lines.append(f"reconcile after the run: {'clean' if rec.get('ok') else 'VIOLATIONS'}")
     for t in report.get("targets", []):

@@ -77,6 +77,7 @@ class Options:
     quick: bool = False
     progress: bool = True
     command: str = ""
+    core_workers: int = 1  # core processes (`wallet core --workers N`): CPU summed over them, RSS the largest
 
 
 def select_points(spec: str) -> list[Point]:
@@ -146,7 +147,7 @@ def run(options: Options) -> dict[str, Any]:
         "machine": _machine(), "settings": {
             "duration_s": options.duration, "wallets": options.wallets, "processes": options.processes,
             "quick": options.quick, "scenarios": [p.name for p in points], "profile": options.profile,
-            "core_env": _core_env(options),
+            "core_workers": options.core_workers, "core_env": _core_env(options),
         },
         "points": [], "core": {}, "edge": {}, "reconcile": {}, "targets": [],
     }
@@ -178,7 +179,9 @@ def run(options: Options) -> dict[str, Any]:
                     stack.core.check_alive()
             finally:
                 sampler.stop()
-                report["core"] = {"pid": stack.core.pid, "peak_rss_mb": round(stack.core.peak_rss / 2**20, 1),
+                report["core"] = {"pid": stack.core.pid, "processes": len(stack.core.processes()),
+                                  "peak_rss_mb": round(stack.core.peak_rss / 2**20, 1),
+                                  "peak_rss_total_mb": round(stack.core.peak_rss_total / 2**20, 1),
                                   "rss_samples_mb": _thin(stack.samples)}
                 if stack.edge is not None:
                     report["edge"] = {"pid": stack.edge.pid, "peak_rss_mb": round(stack.edge.peak_rss / 2**20, 1)}
@@ -217,12 +220,14 @@ def _run_point(point: Point, options: Options, stack: Stack, seeded: database.Se
             max_calls=budget, worker=worker, workers=processes, run_tag=run_tag, wallets=seeded.wallets,
             hot_user=seeded.hot_user if point.hot else None, settle=settle_share[worker],
             rate=point.rate / processes if point.rate else None, uid_base=POINTS.index(point) * 10**12,
+            # a core of several processes gets one connection per caller, for the kernel to spread
+            channels=callers if options.core_workers > 1 else 1,
         ))
 
     spies = []
     if options.profile and point.name in PROFILED:
         targets = [stack.core] + ([stack.edge] if point.kind != "debit" and stack.edge is not None else [])
-        spies = [profiles.start(f"{point.name}-{s.name}", s.pid, options.duration, work) for s in targets]
+        spies = [profiles.start(f"{point.name}-{s.name}", s.busiest_pid(), options.duration, work) for s in targets]
 
     since = database.now(db_url)
     services = stack.services()
@@ -344,9 +349,9 @@ def _plain_baseline(point: Point, options: Options, seeded: database.Seeded, scr
 
 
 def _core_env(options: Options) -> dict[str, str]:
-    """The core's settings for the run beyond the database and the address: none, so that the
-    figures are those of the settings a deployment gets by default."""
-    return {}
+    """The core's settings for the run beyond the database and the address: none but the number of
+    processes asked for (--core-workers), so that the figures are those of a deployment's defaults."""
+    return {"WALLET_CORE_WORKERS": str(options.core_workers)} if options.core_workers > 1 else {}
 
 
 def _busy_percent(before: Any, after: Any) -> float:

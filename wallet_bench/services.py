@@ -2,7 +2,9 @@
 
 They run as `python -m wallet_cli core|edge`, configured by WALLET_* variables like a
 deployment, so their CPU and memory are measured apart from the load generator's, and py-spy
-can attach to them by pid.
+can attach to them by pid. A core of several processes (`WALLET_CORE_WORKERS`, `wallet bench
+--core-workers N`) is a supervisor and its workers: its CPU is the sum over all of them, its
+peak RSS that of the largest one (the memory target is per process).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ class Service:
     process: subprocess.Popen[bytes]
     address: str
     log_path: Path
-    peak_rss: int = 0
+    peak_rss: int = 0  # the largest single process's
+    peak_rss_total: int = 0  # the sum over its processes, at one moment
     _ps: psutil.Process | None = None
 
     @property
@@ -47,18 +50,38 @@ class Service:
             self._ps = psutil.Process(self.pid)
         return self._ps
 
-    def cpu_seconds(self) -> float:
+    def processes(self) -> list[psutil.Process]:
+        """The process and every process it started (a core's workers), those still running."""
         try:
-            times = self.ps.cpu_times()
+            return [self.ps, *self.ps.children(recursive=True)]
         except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
+            return []
 
-    def rss(self) -> int:
-        try:
-            return int(self.ps.memory_info().rss)
-        except psutil.Error:
-            return 0
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the process and its running children (a core's supervisor and workers)."""
+        total = 0.0
+        for process in self.processes():
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
+    def rss(self) -> tuple[int, int]:
+        """(the largest RSS of a single process, the sum over them), in bytes."""
+        sizes = []
+        for process in self.processes():
+            try:
+                sizes.append(int(process.memory_info().rss))
+            except psutil.Error:
+                continue
+        return max(sizes, default=0), sum(sizes)
+
+    def busiest_pid(self) -> int:
+        """The pid to profile: the first worker of a core of several processes, else the process itself."""
+        children = self.processes()[1:]
+        return children[0].pid if children else self.pid
 
     def check_alive(self) -> None:
         if self.process.poll() is not None:
@@ -72,7 +95,7 @@ class Stack:
     edge: Service | None
     core_token: str
     edge_token: str
-    samples: list[tuple[float, int]] = field(default_factory=list)  # (time, core RSS)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (time, core RSS: its largest process)
 
     def services(self) -> list[Service]:
         return [s for s in (self.core, self.edge) if s is not None]
@@ -91,8 +114,9 @@ class RssSampler(threading.Thread):
         started = time.monotonic()
         while not self._stop_event.wait(self.interval):
             for service in self.stack.services():
-                rss = service.rss()
+                rss, total = service.rss()
                 service.peak_rss = max(service.peak_rss, rss)
+                service.peak_rss_total = max(service.peak_rss_total, total)
                 if service is self.stack.core:
                     self.stack.samples.append((round(time.monotonic() - started, 1), rss))
 
@@ -132,6 +156,30 @@ def _wait_grpc(service: Service, token: str, timeout: float) -> None:
         time.sleep(0.2)
 
 
+def _wait_workers(service: Service, workers: int, timeout: float) -> None:
+    """A core of several processes: wait until each of its `workers` listens on the gRPC port (the
+    health check through the shared port reaches only one of them)."""
+    port = int(service.address.rpartition(":")[2])
+    deadline = time.monotonic() + timeout
+
+    def listening(process: psutil.Process) -> bool:
+        try:
+            return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                       for c in process.net_connections(kind="tcp"))
+        except psutil.Error:
+            return False
+
+    while True:
+        service.check_alive()
+        children = service.processes()[1:]
+        if len(children) == workers and all(listening(p) for p in children):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the core's {workers} workers did not all listen within {timeout:g} s; "
+                               f"see {service.log_path}")
+        time.sleep(0.2)
+
+
 def _wait_http(service: Service, timeout: float) -> None:
     import httpx
 
@@ -161,7 +209,10 @@ def _stop(service: Service) -> None:
 @contextmanager
 def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str, str] | None = None,
                   timeout: float = 60.0) -> Iterator[Stack]:
-    """Start the core (and the edge) on free ports of 127.0.0.1; stop them (SIGTERM, then SIGKILL) at the end."""
+    """Start the core (and the edge) on free ports of 127.0.0.1; stop them (SIGTERM, then SIGKILL) at the end.
+
+    `core_env` WALLET_CORE_WORKERS=N starts a core of N processes; every one of them listens before this yields.
+    """
     core_token, edge_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     base = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")}
     grpc_addr = f"127.0.0.1:{free_port()}"
@@ -174,6 +225,9 @@ def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str,
     edge_service: Service | None = None
     try:
         _wait_grpc(core, core_token, timeout)
+        workers = int(env.get("WALLET_CORE_WORKERS", "1"))
+        if workers > 1:
+            _wait_workers(core, workers, timeout)
         if edge:
             http_addr = f"127.0.0.1:{free_port()}"
             edge_env = base | {

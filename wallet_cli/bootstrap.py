@@ -6,6 +6,9 @@
     migrate(engine)                    every pending migration, on that engine
     build_ledger(settings, engine)     the Ledger, refusing an old schema or a currency it cannot keep
     build_core(settings, ledger)       the gRPC server, unstarted, and the port it bound
+    run_core(settings)                 one gRPC core until SIGTERM/SIGINT
+    check_core(settings)               what every core checks at start (database, schema, currencies), once
+    run_core_workers(settings, config) N core processes on one port, supervised (wallet_cli.supervisor)
     run_edge(settings)                 the betflex edge until interrupted
 
 The `wallet` commands (wallet_cli.cli) only call these; `wallet_core` and `edge_http` know
@@ -120,6 +123,27 @@ def run_core(settings: Settings, *, migrate_first: bool = False) -> None:
     if migrate_first:
         migrate(engine)
     serve_forever(settings, build_ledger(settings, engine), tracer_provider=tracer)
+
+
+def check_core(settings: Settings, *, migrate_first: bool = False) -> None:
+    """What every core process checks at start, made once: the database (made and migrated with
+    `migrate_first`, else it must exist), its schema and the currency scales; nothing is kept open."""
+    engine = open_database(settings, pool_size=1, create=migrate_first)
+    try:
+        if migrate_first:
+            migrate(engine)
+        build_ledger(settings, engine).close()
+    finally:
+        engine.dispose()
+
+
+def run_core_workers(settings: Settings, *, config: Path | None, migrate_first: bool = False) -> int:
+    """`wallet core --workers N` (N > 1): the checks and the migrations once, then N worker processes
+    on `settings.grpc_addr` until SIGTERM/SIGINT; the supervisor's exit status (wallet_cli.supervisor)."""
+    from wallet_cli.supervisor import Supervisor
+
+    check_core(settings, migrate_first=migrate_first)
+    return Supervisor(settings, config).run()
 
 
 def run_edge(settings: EdgeSettings) -> None:

@@ -23,12 +23,15 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from wallet_cli import bootstrap
 from wallet_cli.errors import CommandError, Exit, from_client_error, from_exception, report
+
+if TYPE_CHECKING:
+    from wallet_core.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,8 +45,12 @@ def _configure_logging(level: str, fmt: str = "plain") -> None:
     configure_logging(level, fmt)
 
 
-def _check_listen(addr: str, where: str) -> None:
-    """Fail with a clear line if `addr` (HOST:PORT) cannot be listened on (e.g. a port in use)."""
+def _check_listen(addr: str, where: str, *, reuse_port: bool = False) -> None:
+    """Fail with a clear line if `addr` (HOST:PORT) cannot be listened on (e.g. a port in use).
+
+    With `reuse_port` (a worker of `core --workers N`) a port its siblings listen on with
+    SO_REUSEPORT is free; one held by any other listener is not.
+    """
     host, _, port = addr.rpartition(":")
     if port == "0":
         return
@@ -52,6 +59,8 @@ def _check_listen(addr: str, where: str) -> None:
             host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             probe.bind(sockaddr)
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -234,17 +243,46 @@ def serve(http_addr: str | None, grpc_addr: str | None, dev_clients: str, metric
 @metrics_option
 @db_option
 @config_option
-@click.option("--migrate", is_flag=True, help="Apply pending migrations before serving.")
+@click.option("--migrate", is_flag=True, help="Apply pending migrations before serving (once, with --workers).")
 @click.option("--insecure-no-auth", is_flag=True, help="Accept calls without a token (local trials only).")
+@click.option("--workers", "workers", type=click.IntRange(min=1, max=64), default=None, metavar="N",
+              help="Core processes serving the --grpc port together (SO_REUSEPORT), PostgreSQL only; worker i "
+                   "serves /metrics on PORT+i [default: 1, or WALLET_CORE_WORKERS].")
+@click.option("--worker-of", "supervisor_pid", type=int, default=None, hidden=True)  # set by the supervisor
 def core(grpc_addr: str | None, metrics_addr: str | None, db: str | None, config: Path | None, migrate: bool,
-         insecure_no_auth: bool) -> None:
-    """Run the gRPC wallet core."""
+         insecure_no_auth: bool, workers: int | None, supervisor_pid: int | None) -> None:
+    """Run the gRPC wallet core: one process, or --workers N processes on one port and one database."""
     settings = bootstrap.core_settings(config, database_url=db, grpc_addr=grpc_addr, metrics_addr=metrics_addr,
-                                       insecure_no_auth=insecure_no_auth or None)
+                                       insecure_no_auth=insecure_no_auth or None, core_workers=workers)
     _configure_logging(settings.log_level, settings.log_format)
-    _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
+    if settings.core_workers > 1:
+        sys.exit(_supervise(settings, config, migrate))
+    if supervisor_pid is not None:
+        from wallet_cli.supervisor import follow_supervisor
+
+        follow_supervisor(supervisor_pid)
+    _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR", reuse_port=settings.grpc_reuse_port)
     # without --migrate a missing database is not made empty; an old schema is refused
     bootstrap.run_core(settings, migrate_first=migrate)
+
+
+def _supervise(settings: Settings, config: Path | None, migrate: bool) -> int:
+    """`core --workers N`: refuse what N processes cannot share, then run them (wallet_cli.supervisor)."""
+    from wallet_cli.supervisor import metrics_addresses
+
+    n = settings.core_workers
+    if settings.grpc_addr.rpartition(":")[2] == "0":
+        raise CommandError(f"--workers {n} needs a fixed port: port 0 picks a different free port in each process, "
+                           "which clients could not find; give --grpc HOST:PORT (or WALLET_GRPC_ADDR)")
+    if settings.database_url.get_backend_name() == "sqlite":
+        raise CommandError(f"--workers {n} needs PostgreSQL: SQLite takes one writer at a time, so more processes "
+                           "would only wait on its lock; run one process (--workers 1) or set WALLET_DATABASE_URL "
+                           "to postgresql://...")
+    _check_listen(settings.grpc_addr, "--grpc or WALLET_GRPC_ADDR")
+    for addr in metrics_addresses(settings.metrics_addr, n):
+        if addr is not None:
+            _check_listen(addr, f"--metrics or WALLET_METRICS_ADDR (worker i serves PORT+i, for {n} workers)")
+    return bootstrap.run_core_workers(settings, config=config, migrate_first=migrate)
 
 
 @cli.command()
@@ -345,8 +383,10 @@ def reconcile(db: str | None, config: Path | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where the JSON and PNG go [default: wallet_bench/results].")
 @click.option("--profile", is_flag=True, help="Sample the core (and the edge) with py-spy during A64 and C64.")
+@click.option("--core-workers", type=click.IntRange(min=1, max=64), default=1, show_default=True,
+              help="Core processes (`wallet core --workers N`); their CPU is summed, peak RSS is the largest one's.")
 def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: str, processes: int,
-          server_url: str, out_dir: Path | None, profile: bool) -> None:
+          server_url: str, out_dir: Path | None, profile: bool, core_workers: int) -> None:
     """Load-test the core (gRPC) and the edge (HTTP) on PostgreSQL, side by side with pgbench."""
     from wallet_bench.report import table
     from wallet_bench.runner import RESULTS_DIR, Options, command_line, run, select_points
@@ -358,7 +398,7 @@ def bench(quick: bool, duration: float | None, wallets: int | None, scenarios: s
     options = Options(
         duration=duration or (1.0 if quick else 10.0), wallets=wallets or (1_000 if quick else 10_000),
         scenarios=scenarios, processes=processes, server_url=server_url, out_dir=out_dir or RESULTS_DIR,
-        profile=profile, quick=quick, command=command_line(sys.argv[1:]),
+        profile=profile, quick=quick, command=command_line(sys.argv[1:]), core_workers=core_workers,
     )
     try:
         report = run(options)

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     grpc_tls_cert: Path | None = None
     grpc_tls_key: Path | None = None
     grpc_workers: int = Field(default=128, gt=0, le=1024)
+    # processes of `wallet core` serving grpc_addr together (docs/configuration.md, "Several core processes")
+    core_workers: int = Field(default=1, gt=0, le=64)
+    # SO_REUSEPORT on the gRPC listener: processes of one user may listen on one port together, the
+    # kernel spreads the connections; the workers of `core --workers N` set it, a single core leaves it off
+    grpc_reuse_port: bool = False
     grpc_max_message_bytes: int = Field(default=1_048_576, gt=0)
     db_pool_size: int = Field(default=20, gt=0, le=500)
     # NoDecode: WALLET_CURRENCIES is `FUN=2,BTC=8` (parsed by _currencies), not JSON

@@ -58,3 +58,30 @@ def test_quick_bench_writes_the_report(tmp_path: Path) -> None:
     # not a terminal: one line per step, no progress bar frames
     assert "\r" not in result.output
     assert "O250 wallet" in result.stderr and "A16 plain" in result.stderr
+
+
+def test_quick_bench_of_a_core_of_two_processes(tmp_path: Path) -> None:
+    """--core-workers 2: the core is a supervisor and two workers; its CPU is theirs summed, its RSS the largest's."""
+    pytest.importorskip("aiohttp")
+    pytest.importorskip("matplotlib")
+    if shutil.which("pgbench") is None:
+        pytest.skip("pgbench is not installed")
+    from tests.support.db import postgres_or_skip
+
+    postgres_or_skip().drop()
+    result = CliRunner().invoke(
+        cli, ["bench", "--quick", "--scenarios", "A16", "--core-workers", "2", "--pg", postgres_server_url(),
+              "--out", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    [report_file] = tmp_path.glob("*.json")
+    report = json.loads(report_file.read_text())
+    assert report["settings"]["core_workers"] == 2
+    assert report["settings"]["core_env"] == {"WALLET_CORE_WORKERS": "2"}
+    assert report["core"]["processes"] == 3  # the supervisor and its two workers
+    assert 0 < report["core"]["peak_rss_mb"] < report["core"]["peak_rss_total_mb"]
+    [point] = report["points"]
+    assert point["calls"] > 0 and point["errors"] == 0 and point["service_us_per_call"]["core"] > 0
+    assert report["reconcile"]["ok"], report["reconcile"]["report"]
+    assert "the largest of its 3 processes" in result.stdout

@@ -164,7 +164,7 @@ class CoreServer:
         options: list[tuple[str, Any]] = [
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", 16 * settings.grpc_max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if settings.grpc_reuse_port else 0),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.http2.max_pings_without_data", 0),
         ]
