@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from itertools import cycle
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -19,12 +20,18 @@ from clients.wallet.v1 import wallet_pb2, wallet_pb2_grpc
 
 Amount = str | Decimal | int
 T = TypeVar("T")
+MAX_CHANNELS = 64
+# each channel its own subchannel, hence its own connection (gRPC shares one per target otherwise)
+OWN_CONNECTION = ("grpc.use_local_subchannel_pool", 1)
 
 
 class AsyncWalletClient:
     """`async with AsyncWalletClient(target, token=...) as wallet: await wallet.get_balance(ref)`.
 
-    `token` defaults to the WALLET_TOKEN environment variable; pass "" to send none.
+    `token` defaults to the WALLET_TOKEN environment variable; pass "" to send none. With
+    `channels` > 1 the client holds that many channels, each on its own connection, and sends
+    each call on the next one (round-robin): a core of several processes on one port
+    (`wallet core --workers N`) gets its connections, not its calls, spread by the kernel.
     """
 
     def __init__(
@@ -37,21 +44,33 @@ class AsyncWalletClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_attempts: int = DEFAULT_ATTEMPTS,
         options: Sequence[tuple[str, Any]] = (),
+        channels: int = 1,
     ) -> None:
-        self._channel = open_channel(target, tls=tls, root_certificates=root_certificates, options=options, aio=True)
+        if not 1 <= channels <= MAX_CHANNELS:
+            raise ValueError(f"channels must be 1 to {MAX_CHANNELS} (connections to the core), got {channels}")
+        if channels > 1:
+            options = [*options, OWN_CONNECTION]
+        self._channels = [
+            open_channel(target, tls=tls, root_certificates=root_certificates, options=options, aio=True)
+            for _ in range(channels)
+        ]
+        self._channel = self._channels[0]  # the health check's
         self._stub = wallet_pb2_grpc.WalletStub(self._channel)
+        # one event loop calls it: a plain iterator is the round-robin, no lock needed
+        self._stubs = cycle([wallet_pb2_grpc.WalletStub(ch) for ch in self._channels]) if channels > 1 else None
         self._metadata = metadata(token)
         self._timeout = timeout
         self._retry = retry_policy(max_attempts)
         self._single_attempt = max_attempts == 1
 
     async def _do(self, spec: c.Spec[T], timeout: float | None) -> T:
-        rpc = getattr(self._stub, spec.method)
         call_metadata = self._metadata + spec.metadata + CALL_METADATA.get()
         if self._single_attempt:  # no retry machinery: tenacity costs tens of microseconds of CPU per call
+            rpc = getattr(self._stub if self._stubs is None else next(self._stubs), spec.method)
             return spec.parse(await self._once(rpc, spec.request, timeout, call_metadata))
         async for attempt in AsyncRetrying(**self._retry):
-            with attempt:
+            with attempt:  # each attempt on the next channel: a retry may find another core process
+                rpc = getattr(self._stub if self._stubs is None else next(self._stubs), spec.method)
                 response = await self._once(rpc, spec.request, timeout, call_metadata)
         return spec.parse(response)
 
@@ -217,7 +236,8 @@ class AsyncWalletClient:
     # ---------------------------------------------------------------- lifecycle
 
     async def close(self) -> None:
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
 
     async def __aenter__(self) -> AsyncWalletClient:
         return self

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clients.aio import MAX_CHANNELS
 from edge_http.auth import parse_networks, parse_tokens
 
 
@@ -34,6 +35,8 @@ class EdgeSettings(BaseSettings):
     edge_body_timeout: float = Field(default=10.0, gt=0)
     edge_bets_deadline: float = Field(default=3.0, gt=0)
     edge_core_attempt_timeout: float = Field(default=1.0, gt=0)
+    # connections to the core, calls spread over them in turn: a core of N processes needs >= N
+    edge_core_channels: int = Field(default=1, ge=1, le=MAX_CHANNELS)
     # how long the edge tries to fence the bets of a Debit whose outcome it does not know
     edge_fence_deadline: float = Field(
         default=3.0, gt=0, validation_alias=AliasChoices("wallet_edge_fence_deadline", "wallet_edge_cancel_deadline",

@@ -38,13 +38,15 @@ PROBE_ACCOUNT = AccountRef("edge-readiness-probe", "0", "EUR")
 
 
 def build_client(settings: EdgeSettings) -> AsyncWalletClient:
-    """The client as the edge uses it: one attempt per call (the edge keeps its own deadline)."""
+    """The client as the edge uses it: one attempt per call (the edge keeps its own deadline), its calls
+    spread over `edge_core_channels` connections."""
     root_certificates = settings.core_tls_ca.read_bytes() if settings.core_tls_ca is not None else None
     kwargs: dict[str, Any] = {
         "token": settings.core_token,  # "" sends no token (never WALLET_TOKEN)
         "root_certificates": root_certificates,
         "timeout": settings.edge_core_attempt_timeout,
         "max_attempts": 1,
+        "channels": settings.edge_core_channels,
     }
     if settings.core_tls:
         kwargs["tls"] = True

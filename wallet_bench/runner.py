@@ -148,6 +148,7 @@ def run(options: Options) -> dict[str, Any]:
             "duration_s": options.duration, "wallets": options.wallets, "processes": options.processes,
             "quick": options.quick, "scenarios": [p.name for p in points], "profile": options.profile,
             "core_workers": options.core_workers, "core_env": _core_env(options),
+            "edge_env": _edge_env(options),
         },
         "points": [], "core": {}, "edge": {}, "reconcile": {}, "targets": [],
     }
@@ -168,7 +169,8 @@ def run(options: Options) -> dict[str, Any]:
         scripts["plain"].write_text(baseline.plain_debit_script())
         report["baseline_scripts"] = {k: v.read_text() for k, v in scripts.items()}
         needs_edge = any(p.kind != "debit" for p in points)
-        with running_stack(db_url, work, edge=needs_edge, core_env=_core_env(options)) as stack:
+        with running_stack(db_url, work, edge=needs_edge, core_env=_core_env(options),
+                           edge_env=_edge_env(options)) as stack:
             sampler = RssSampler(stack)
             sampler.start()
             placed: list[tuple[str, int]] = []
@@ -352,6 +354,12 @@ def _core_env(options: Options) -> dict[str, str]:
     """The core's settings for the run beyond the database and the address: none but the number of
     processes asked for (--core-workers), so that the figures are those of a deployment's defaults."""
     return {"WALLET_CORE_WORKERS": str(options.core_workers)} if options.core_workers > 1 else {}
+
+
+def _edge_env(options: Options) -> dict[str, str]:
+    """The edge's settings beyond the addresses and tokens: with a core of N processes, 2N connections to
+    it (WALLET_EDGE_CORE_CHANNELS), so that the kernel's hash of connections reaches every process."""
+    return {"WALLET_EDGE_CORE_CHANNELS": str(2 * options.core_workers)} if options.core_workers > 1 else {}
 
 
 def _busy_percent(before: Any, after: Any) -> float:

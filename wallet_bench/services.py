@@ -208,10 +208,11 @@ def _stop(service: Service) -> None:
 
 @contextmanager
 def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str, str] | None = None,
-                  timeout: float = 60.0) -> Iterator[Stack]:
+                  edge_env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[Stack]:
     """Start the core (and the edge) on free ports of 127.0.0.1; stop them (SIGTERM, then SIGKILL) at the end.
 
     `core_env` WALLET_CORE_WORKERS=N starts a core of N processes; every one of them listens before this yields.
+    `edge_env` adds to the edge's settings (WALLET_EDGE_CORE_CHANNELS, its connections to the core).
     """
     core_token, edge_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     base = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")}
@@ -230,11 +231,11 @@ def running_stack(db_url: str, log_dir: Path, *, edge: bool, core_env: dict[str,
             _wait_workers(core, workers, timeout)
         if edge:
             http_addr = f"127.0.0.1:{free_port()}"
-            edge_env = base | {
+            edge_vars = base | {
                 "WALLET_HTTP_ADDR": http_addr, "WALLET_CORE_ADDR": grpc_addr, "WALLET_CORE_TOKEN": core_token,
                 "WALLET_EDGE_TOKENS": f"{edge_token}=*",  # the core token limits it
-            }
-            process, log_path = _spawn("edge", ["edge"], edge_env, log_dir)
+            } | (edge_env or {})
+            process, log_path = _spawn("edge", ["edge"], edge_vars, log_dir)
             edge_service = Service("edge", process, http_addr, log_path)
             _wait_http(edge_service, timeout)
         yield Stack(core, edge_service, core_token, edge_token)

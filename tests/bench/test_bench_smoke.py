@@ -79,6 +79,7 @@ def test_quick_bench_of_a_core_of_two_processes(tmp_path: Path) -> None:
     report = json.loads(report_file.read_text())
     assert report["settings"]["core_workers"] == 2
     assert report["settings"]["core_env"] == {"WALLET_CORE_WORKERS": "2"}
+    assert report["settings"]["edge_env"] == {"WALLET_EDGE_CORE_CHANNELS": "4"}  # 2N connections to the core
     assert report["core"]["processes"] == 3  # the supervisor and its two workers
     assert 0 < report["core"]["peak_rss_mb"] < report["core"]["peak_rss_total_mb"]
     [point] = report["points"]

@@ -6,11 +6,14 @@ Real processes on real sockets of 127.0.0.1 (docs/configuration.md, "Several cor
   answer is right, no debit is lost between the processes, and the ledger reconciles;
 - SIGTERM to the supervisor stops every worker, and it exits 0;
 - a worker that dies stops the others, and the supervisor exits non-zero;
-- what N processes cannot share (port 0, an SQLite file) is refused in one line, exit 2.
+- what N processes cannot share (port 0, an SQLite file) is refused in one line, exit 2;
+- one asyncio client with several channels, and one edge with several WALLET_EDGE_CORE_CHANNELS,
+  reach both workers: their calls take the connections in turn.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -28,11 +31,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import AccountRef, DebitItem, Purpose, TransactionStatus, WalletClient
+from clients import AccountRef, AsyncWalletClient, DebitItem, Purpose, TransactionStatus, WalletClient
 from tests.e2e.test_cli import USAGE, assert_one_line, wallet
+from tests.support.betflex import bet, bets
 from tests.support.db import PostgresDatabase, assert_reconciled, postgres_or_skip
 from tests.support.servers import TOKEN_SPEC, TOKENS
-from tests.support.stack import free_port, spawn, wait_until
+from tests.support.stack import free_port, running_edge, spawn, wait_until
 from wallet_core.storage.engine import make_engine
 from wallet_core.storage.migrate import upgrade
 
@@ -215,3 +219,49 @@ def test_what_several_processes_cannot_share_is_refused_in_one_line(tmp_path: Pa
     assert_one_line(wallet("core", "--grpc", f"127.0.0.1:{free_port()}", cwd=tmp_path, WALLET_CORE_WORKERS="2"),
                     USAGE, "--workers 2 needs PostgreSQL")
     assert list(tmp_path.iterdir()) == []  # nothing was made, no SQLite file
+
+
+def test_one_asyncio_client_with_several_channels_reaches_both_workers(
+    database: PostgresDatabase, tmp_path: Path
+) -> None:
+    """40 Debits in turn over 8 channels (5 on each connection). The kernel hashes each connection to
+    a worker: all 8 on one of the 2 happens 1 time in 128, so a fresh client (8 new connections) is
+    tried up to 3 times before the test fails (1 time in 2 million)."""
+    ref = AccountRef("fanteam", "async-1", "EUR")
+    with two_workers(database, tmp_path) as cores:
+        with WalletClient(cores.target, token=TOKENS["fanteam"], timeout=30) as setup:
+            setup.open_account(ref)
+            setup.deposit("fund-async-1", ref, FUNDS)
+
+        async def debits(client: int) -> list[Decimal | None]:
+            async with AsyncWalletClient(cores.target, token=TOKENS["fanteam"], timeout=30, channels=8) as wallet:
+                results = [await wallet.debit([DebitItem(f"async-{client}-{n}", ref, "1.00", Purpose.STAKE)])
+                           for n in range(40)]
+            return [tx.balance_after for result in results for tx in result.transactions]
+
+        seen: list[Decimal | None] = []
+        for client in range(3):
+            before = cores.handled("Debit")
+            seen += asyncio.run(debits(client))
+            served = [after - earlier for after, earlier in zip(cores.handled("Debit"), before, strict=True)]
+            if all(count > 0 for count in served):
+                break
+        assert all(count > 0 for count in served), f"one client's 40 Debits per worker: {served}"
+        assert sum(cores.handled("Debit")) == len(seen), "every Debit was served by exactly one worker, and counted"
+        assert seen == [FUNDS - n for n in range(1, len(seen) + 1)]
+
+
+def test_an_edge_with_several_core_channels_feeds_both_workers(database: PostgresDatabase, tmp_path: Path) -> None:
+    """16 /bets over WALLET_EDGE_CORE_CHANNELS=16: the 16 connections all on one of the 2 workers would
+    happen 1 time in 32,768."""
+    with two_workers(database, tmp_path) as cores:
+        with WalletClient(cores.target, token=TOKENS["fanteam"], timeout=30) as setup:
+            ref = AccountRef("fanteam", "2001", "EUR")
+            setup.open_account(ref)
+            setup.deposit("fund-2001", ref, FUNDS)
+        with running_edge(cores.target, edge_core_channels=16) as edge, edge.client() as http:
+            for n in range(16):
+                response = http.post("/bets", json=bets(bet(7_000_000 + n, "1.00", user=2001)))
+                assert response.status_code == 200, response.text
+        per_worker = cores.handled("Debit")
+        assert all(count > 0 for count in per_worker) and sum(per_worker) == 16, per_worker

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 
 import grpc
 import pytest
@@ -349,6 +350,35 @@ def test_the_asyncio_client_pages_settlement_failures_too(funded: WalletClient, 
                     return found
 
     assert asyncio.run(pages()) == [["pay-2", "pay-1"], ["pay-0"]]
+
+
+def connections_to(port: int) -> int:
+    """Established TCP connections of this machine to 127.0.0.1:port (Linux's /proc/net; gRPC's sockets
+    are IPv6 ones, the address mapped: ::ffff:127.0.0.1)."""
+    remote = f"0100007F:{port:04X}"
+    tables = [Path(f"/proc/net/{name}").read_text().splitlines()[1:] for name in ("tcp", "tcp6")]
+    rows = [line.split() for table in tables for line in table]
+    return sum(1 for row in rows if row[2].endswith(remote) and row[3] == "01")  # 01: ESTABLISHED
+
+
+@pytest.mark.parametrize(("channels", "calls", "opened"), [(1, 8, 1), (4, 8, 4), (4, 3, 3)])
+def test_the_asyncio_client_opens_a_connection_per_channel_and_takes_them_in_turn(
+    core: Core, channels: int, calls: int, opened: int
+) -> None:
+    """channels=1 is one connection for every call; with more, each channel has a connection of its
+    own, opened by its first call, and the calls take the channels in turn (3 calls: 3 of the 4)."""
+    from clients import AsyncWalletClient
+    from tests.support.servers import TOKENS
+
+    async def call() -> int:
+        async with AsyncWalletClient(core.target, token=TOKENS["fanteam"], timeout=10, channels=channels) as client:
+            for _ in range(calls):
+                with pytest.raises(AccountNotFound):
+                    await client.get_balance(AccountRef("fanteam", "nobody", "EUR"))
+            return connections_to(core.port)
+
+    assert connections_to(core.port) == 0
+    assert asyncio.run(call()) == opened
 
 
 # ------------------------------------------------------------------ tenants
