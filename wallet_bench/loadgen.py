@@ -32,6 +32,9 @@ CLIENT = "fanteam"
 CURRENCY = "EUR"
 STAKE = "1.00"
 PAYOUT = "2.00"
+# a pool's overdraw caps the payouts applied to it over all callbacks (betflex "Total Payout for slip");
+# every bench bet of a generator process is in one pool, so it is far above what a run can pay
+OVERDRAW = "1000000000.00"
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ async def _http(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -
         uid = job.uid_base + 1 + job.worker + job.workers * n  # unique in this run across processes and points
         body = {"bets": [{
             "user": {"client": CLIENT, "uid": user},
-            "pool": {"client": CLIENT, "currency": CURRENCY, "game": "betflex", "uid": pool},
+            "pool": {"client": CLIENT, "currency": CURRENCY, "game": "betflex", "uid": pool, "overdraw": OVERDRAW},
             "bet": {"uid": uid, "amount": STAKE},
         }]}
         if await post("/bets", body):
@@ -217,7 +220,7 @@ async def _http(job: Job, errors: Counter[str], placed: list[tuple[str, int]]) -
     async def winner(n: int) -> None:
         user, uid = job.settle[n]
         body = {"pools": [{
-            "pool": {"client": CLIENT, "game": "betflex", "uid": pool, "currency": CURRENCY},
+            "pool": {"client": CLIENT, "game": "betflex", "uid": pool, "currency": CURRENCY, "overdraw": OVERDRAW},
             "bets": [{
                 "user": {"client": CLIENT, "uid": user},
                 "bet": {"uid": uid, "currency": CURRENCY, "amount": STAKE, "payout": PAYOUT, "result": "won"},

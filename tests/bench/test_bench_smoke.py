@@ -86,3 +86,22 @@ def test_quick_bench_of_a_core_of_two_processes(tmp_path: Path) -> None:
     assert point["calls"] > 0 and point["errors"] == 0 and point["service_us_per_call"]["core"] > 0
     assert report["reconcile"]["ok"], report["reconcile"]["report"]
     assert "the largest of its 3 processes" in result.stdout
+
+
+def test_quick_bench_settles_the_bets_it_placed(tmp_path: Path) -> None:
+    """D64 posts /winners as betflex does (the pool's `overdraw` included): every callback is answered 200."""
+    pytest.importorskip("aiohttp")
+    if shutil.which("pgbench") is None:
+        pytest.skip("pgbench is not installed")
+    from tests.support.db import postgres_or_skip
+
+    postgres_or_skip().drop()
+    result = CliRunner().invoke(
+        cli, ["bench", "--quick", "--scenarios", "D64", "--pg", postgres_server_url(), "--out", str(tmp_path)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    [report_file] = tmp_path.glob("*.json")
+    points = {p["name"]: p for p in json.loads(report_file.read_text())["points"]}
+    assert points["C64"]["calls"] > 0 and points["D64"]["calls"] > 0
+    assert points["C64"]["errors"] == 0 and points["D64"]["errors"] == 0, points["D64"].get("error_kinds")
