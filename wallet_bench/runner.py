@@ -59,7 +59,7 @@ POINTS = [
     Point("O250", "O", "bets", 256, rate=250.0), Point("O500", "O", "bets", 256, rate=500.0),
 ]
 OPEN_LOOP_PLAIN_CLIENTS = 64  # pgbench clients of the open-loop plain baseline (-R spreads the rate over them)
-PROFILED = {"A64", "C64"}
+PROFILED = {"A64", "C64", "O500"}
 # pgbench transaction id ranges per point (in the ledger's tables, and in plain.transactions)
 PG_BASE = {name: (n + 1) * 10**15 for n, name in enumerate(p.name for p in POINTS)}
 
