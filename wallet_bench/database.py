@@ -105,6 +105,14 @@ def seed(db_url: str, wallets: int) -> Seeded:
     return Seeded(wallets, hot, system)
 
 
+def vacuum(db_url: str) -> None:
+    """VACUUM ANALYZE the whole throwaway database: every run (ours and pgbench's) starts without the
+    dead row versions the previous one left (thousands on the `in_play` and hot-wallet rows), as
+    pgbench itself vacuums before a run of its own tables."""
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def seed_plain(db_url: str, wallets: int) -> None:
     """The plain debit's tables (schema `plain`): wallets 1..N and the hot wallet N+1, funded as the ledger's."""
     from wallet_bench.baseline import PLAIN_COUNTER_ACCOUNT, PLAIN_SCHEMA

@@ -231,6 +231,7 @@ def _run_point(point: Point, options: Options, stack: Stack, seeded: database.Se
         targets = [stack.core] + ([stack.edge] if point.kind != "debit" and stack.edge is not None else [])
         spies = [profiles.start(f"{point.name}-{s.name}", s.busiest_pid(), options.duration, work) for s in targets]
 
+    database.vacuum(db_url)
     since = database.now(db_url)
     services = stack.services()
     cpu_before = {s.name: s.cpu_seconds() for s in services}
@@ -302,6 +303,7 @@ def _core_sql_baseline(point: Point, options: Options, seeded: database.Seeded, 
                        scripts: dict[str, Path], work: Path, variables: dict[str, Any],
                        progress: Progress) -> baseline.PgbenchResult | None:
     """pgbench running the core's own SQL, one call per transaction, with the point's clients and time."""
+    database.vacuum(db_url)
     pg_bar = progress.bar(f"{point.name} pgbench", options.duration)
 
     def on_tick(elapsed: float) -> None:
@@ -335,6 +337,7 @@ def _plain_baseline(point: Point, options: Options, seeded: database.Seeded, scr
     lo, hi = (int(seeded.hot_user), int(seeded.hot_user)) if point.hot else (1, seeded.wallets)
     variables = {"client": database.CLIENT, "n": 0, "base": PG_BASE[point.name], "lo": lo, "hi": hi}
     clients = OPEN_LOOP_PLAIN_CLIENTS if point.rate else point.concurrency
+    database.vacuum(db_url)
     bar = progress.bar(f"{point.name} plain", options.duration)
 
     def on_tick(elapsed: float) -> None:
