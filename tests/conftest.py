@@ -13,12 +13,17 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from clients import WalletClient
-from tests.support.db import PostgresDatabase, SqliteTemplate, assert_reconciled, empty_postgres, postgres_or_skip
+from tests.support.db import (
+    PostgresDatabase,
+    SqliteTemplate,
+    assert_reconciled,
+    empty_postgres,
+    migrated_postgres,
+)
 from tests.support.servers import TOKENS, Core, running_core
 from wallet_core.currencies import CurrencyRegistry
 from wallet_core.service import Ledger
 from wallet_core.storage.engine import make_engine
-from wallet_core.storage.migrate import upgrade
 
 TEST_CURRENCIES = {"FUN": 2, "BTC": 8}
 
@@ -43,12 +48,8 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> SqliteTemplate:
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[PostgresDatabase]:
-    db = postgres_or_skip()
-    try:
-        upgrade(db.url)
+    with migrated_postgres() as db:
         yield db
-    finally:
-        db.drop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

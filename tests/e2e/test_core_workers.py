@@ -34,11 +34,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from clients import AccountRef, AsyncWalletClient, DebitItem, Purpose, TransactionStatus, WalletClient
 from tests.e2e.test_cli import USAGE, assert_one_line, wallet
 from tests.support.betflex import bet, bets
-from tests.support.db import PostgresDatabase, assert_reconciled, postgres_or_skip
+from tests.support.db import PostgresDatabase, assert_reconciled, migrated_postgres
 from tests.support.servers import TOKEN_SPEC, TOKENS
 from tests.support.stack import free_port, running_edge, spawn, wait_until
 from wallet_core.storage.engine import make_engine
-from wallet_core.storage.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -51,12 +50,8 @@ FUNDS = Decimal("1000.00")
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[PostgresDatabase]:
-    db = postgres_or_skip()
-    try:
-        upgrade(db.url)
+    with migrated_postgres() as db:
         yield db
-    finally:
-        db.drop()
 
 
 def free_port_pair() -> int:

@@ -30,11 +30,10 @@ from sqlalchemy.engine import make_url
 
 from clients import AccountRef, DebitItem, Purpose, WalletClient
 from clients.errors import InvalidArgument, Unavailable, WalletError
-from tests.support.db import PostgresDatabase, SqliteTemplate, postgres_or_skip
+from tests.support.db import PostgresDatabase, SqliteTemplate, migrated_postgres
 from tests.support.processes import wait_until
 from tests.support.servers import TOKENS, Core, running_core
 from tests.support.stack import running_edge
-from wallet_core.storage.migrate import upgrade
 
 ALICE = AccountRef("fanteam", "alice", "FUN")
 SERVICES = ("", "wallet.v1.Wallet")
@@ -142,12 +141,8 @@ def sqlite_held(url: str) -> Iterator[None]:
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresDatabase]:
     """A database of this test's own: an outage here never disturbs the session's database."""
-    db = postgres_or_skip()
-    try:
-        upgrade(db.url)
+    with migrated_postgres() as db:
         yield db
-    finally:
-        db.drop()
 
 
 @pytest.mark.postgres

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,17 @@ def postgres_or_skip() -> PostgresDatabase:
         if postgres_required():
             pytest.fail(message + " (WALLET_TEST_REQUIRE_POSTGRES=1)")
         pytest.skip(message)
+
+
+@contextmanager
+def migrated_postgres() -> Iterator[PostgresDatabase]:
+    """A throwaway PostgreSQL database at the latest schema, dropped afterwards (skips without a server)."""
+    db = postgres_or_skip()
+    try:
+        upgrade(db.url)
+        yield db
+    finally:
+        db.drop()
 
 
 class SqliteTemplate:
