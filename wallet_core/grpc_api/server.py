@@ -130,8 +130,8 @@ class CoreServer:
     """
 
     def __init__(self, settings: Settings, ledger: Ledger, *, tracer_provider: Any = None) -> None:
-        grants = parse_token_spec(settings.grpc_tokens)
-        if not grants and not settings.insecure_no_auth:
+        self._grants = parse_token_spec(settings.grpc_tokens)
+        if not self._grants and not settings.insecure_no_auth:
             log.warning("no tokens configured (WALLET_GRPC_TOKENS): every Wallet call will be refused")
         if settings.insecure_no_auth:
             log.warning("--insecure-no-auth: the core accepts calls WITHOUT authentication; local trials only")
@@ -176,10 +176,8 @@ class CoreServer:
         server = grpc.aio.server(
             options=options, maximum_concurrent_rpcs=settings.grpc_workers * 16, interceptors=interceptors,
         )
-        grants = parse_token_spec(settings.grpc_tokens)
-        wallet_pb2_grpc.add_WalletServicer_to_server(
-            WalletService(self._ledger, Authenticator(grants, insecure_no_auth=settings.insecure_no_auth)), server
-        )
+        auth = Authenticator(self._grants, insecure_no_auth=settings.insecure_no_auth)
+        wallet_pb2_grpc.add_WalletServicer_to_server(WalletService(self._ledger, auth), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         for name in ("", SERVICE_NAME):
