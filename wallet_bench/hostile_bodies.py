@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from wallet_bench.services import Service, _spawn, _stop, free_port
+from wallet_bench.services import Service, _spawn, _stop, _wait_http, free_port
 from wallet_bench.stats import percentiles
 
 CAP = 1_048_576  # WALLET_EDGE_MAX_BODY_BYTES' default
@@ -156,17 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         process, log_path = _spawn("edge", ["edge"], env, Path(logs))
         edge = Service("edge", process, address, log_path)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                edge.check_alive()
-                try:
-                    if httpx.get(f"http://{address}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the edge did not start; see {log_path}")
-                time.sleep(0.1)
+            _wait_http(edge, 60, path="/healthz")  # no core behind it: it serves, it is never ready
             print(f"edge pid {edge.pid}, {args.route}, {args.posters} poster(s), {args.seconds:g} s each, "
                   f"{os.cpu_count()} CPUs")
             ok = measure(f"http://{address}", token, args.route, args.seconds, args.posters)

@@ -180,19 +180,20 @@ def _wait_workers(service: Service, workers: int, timeout: float) -> None:
         time.sleep(0.2)
 
 
-def _wait_http(service: Service, timeout: float) -> None:
+def _wait_http(service: Service, timeout: float, path: str = "/readyz") -> None:
+    """Wait until the edge answers 200 on `path` (`/readyz`: it reaches its core; `/healthz`: it serves)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while True:
         service.check_alive()
         try:
-            if httpx.get(f"http://{service.address}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"http://{service.address}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the edge did not become ready within {timeout:g} s; see {service.log_path}")
+            raise RuntimeError(f"the edge did not answer {path} within {timeout:g} s; see {service.log_path}")
         time.sleep(0.2)
 
 

@@ -59,7 +59,6 @@ def running_core(db_url: str, *, group_commit: bool = True, currencies: dict[str
     try:
         yield Core(port, ledger, engine, metrics.server_address[1] if metrics else None)
     finally:
-        server.watcher.stop()
         if metrics is not None:
             metrics.shutdown()
             metrics.server_close()

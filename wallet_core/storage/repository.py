@@ -191,19 +191,18 @@ def _lock_wallets(conn: Connection, book: Book, keys: Iterable[AccountKey]) -> N
     wanted = sorted((k.client, k.user_id, k.currency) for k in keys)
     if not wanted:
         return
-    query: Any = (
-        select(accounts)
-        .where(accounts.c.kind == AccountKind.USER)
-        .where(tuple_(accounts.c.client, accounts.c.user_id, accounts.c.currency).in_(wanted))
-        .order_by(accounts.c.id)
-        .with_for_update()
-    )
-    params = None
     if _is_postgres(conn):
-        query = _LOCK_WALLETS
-        params = {"clients": [w[0] for w in wanted], "users": [w[1] for w in wanted],
-                  "currencies": [w[2] for w in wanted]}
-    for row in conn.execute(query, params):
+        rows = conn.execute(_LOCK_WALLETS, {"clients": [w[0] for w in wanted], "users": [w[1] for w in wanted],
+                                            "currencies": [w[2] for w in wanted]})
+    else:
+        rows = conn.execute(
+            select(accounts)
+            .where(accounts.c.kind == AccountKind.USER)
+            .where(tuple_(accounts.c.client, accounts.c.user_id, accounts.c.currency).in_(wanted))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
+    for row in rows:
         key = AccountKey(row.client, row.user_id, row.currency)
         book.wallets[key] = Wallet(row.id, key, row.balance, row.status, row.balance, row.debt, row.debt)
 
