@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WALLET_")} | {
         "WALLET_HTTP_ADDR": address, "WALLET_CORE_ADDR": f"127.0.0.1:{free_port()}",  # no core: never called
-        "WALLET_CORE_TOKEN": "unused", "WALLET_EDGE_TOKENS": token, "WALLET_LOG_LEVEL": "WARNING",
+        "WALLET_CORE_TOKEN": "unused", "WALLET_EDGE_TOKENS": f"{token}=*", "WALLET_LOG_LEVEL": "WARNING",
     }
     with tempfile.TemporaryDirectory(prefix="wallet-hostile-") as logs:
         process, log_path = _spawn("edge", ["edge"], env, Path(logs))
